@@ -1,0 +1,74 @@
+"""Controller tables: rollouts (what the gateways route by) and the statistics gateways flush."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from registry.db.base import Base, JSONType, UTCDateTime, utcnow
+
+ACTIVE_STATES = ("pending", "shadowing", "canary", "paused")
+FINAL_STATES = ("promoted", "rolled_back", "aborted")
+
+
+class Rollout(Base):
+    """A challenger meeting live traffic. ``active_model_id`` is set only while the rollout is
+    active; its unique constraint is how the database enforces one active rollout per model."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    active_model_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    champion_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    challenger_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    strategy: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    resume_state: Mapped[str | None] = mapped_column(String(16))
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    challenger_weight_bp: Mapped[int] = mapped_column(Integer, default=0)
+    mirror: Mapped[bool] = mapped_column(default=False)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    alpha: Mapped[float] = mapped_column(Float, default=0.05)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class ArmStatsDelta(Base):
+    """What one gateway replica measured for one arm since its previous flush.
+
+    Rows are append-only and keyed by (replica, seq), so a retried flush is never counted twice
+    and the reconciler gets cumulative statistics by merging every row of a rollout."""
+
+    __tablename__ = "arm_stats_deltas"
+    __table_args__ = (UniqueConstraint("replica_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rollout_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    arm: Mapped[str] = mapped_column(String(16))
+    replica_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class FeedbackReceipt(Base):
+    """One row per request id that received ground truth, so a label is never counted twice."""
+
+    __tablename__ = "feedback_receipts"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,265 @@
+"""Mergeable sufficient statistics for one arm of a rollout.
+
+Gateway replicas accumulate these in memory, flush deltas, and the reconciler merges every
+delta into cumulative statistics. Everything here is a sum, so ``merge`` is associative and
+commutative, and merging deltas gives exactly what one replica seeing all traffic would have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Latency buckets grow by GAMMA from LATENCY_MIN_S: a value reported as its bucket's geometric
+# midpoint is off by at most sqrt(GAMMA) - 1 = 1.98 % (the DDSketch idea, Masson et al. 2019).
+GAMMA = 1.04
+LATENCY_MIN_S = 1e-5
+LATENCY_MAX_S = 60.0
+_LOG_GAMMA = math.log(GAMMA)
+_INV_LOG_GAMMA = 1.0 / _LOG_GAMMA
+_LOG_MIN = math.log(LATENCY_MIN_S)
+# Bucket 0 holds everything below LATENCY_MIN_S and the last bucket everything from LATENCY_MAX_S.
+LATENCY_BUCKETS = math.ceil((math.log(LATENCY_MAX_S) - _LOG_MIN) * _INV_LOG_GAMMA) + 2
+CONFIDENCE_BUCKETS = 20
+
+
+def latency_bucket(seconds: float) -> int:
+    if seconds < LATENCY_MIN_S:
+        return 0
+    index = int((math.log(seconds) - _LOG_MIN) * _INV_LOG_GAMMA) + 1
+    return index if index < LATENCY_BUCKETS else LATENCY_BUCKETS - 1
+
+
+def latency_bucket_value(index: int) -> float:
+    """Representative latency (seconds) of a bucket: its geometric midpoint."""
+    if index <= 0:
+        return LATENCY_MIN_S / math.sqrt(GAMMA)
+    return math.exp(_LOG_MIN + (index - 0.5) * _LOG_GAMMA)
+
+
+def latency_bucket_upper(index: int) -> float:
+    """Upper edge (seconds) of a bucket; the overflow bucket reports infinity."""
+    if index >= LATENCY_BUCKETS - 1:
+        return math.inf
+    return math.exp(_LOG_MIN + index * _LOG_GAMMA)
+
+
+def _add_lists(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    merged = dict(a)
+    for key, value in b.items():
+        merged[key] = merged.get(key, 0) + value
+    return merged
+
+
+def _sparse(counts: list[int]) -> dict[str, int]:
+    return {str(i): c for i, c in enumerate(counts) if c}
+
+
+def _dense(sparse: Mapping[str, int], size: int) -> list[int]:
+    counts = [0] * size
+    for key, value in sparse.items():
+        index = int(key)
+        if not 0 <= index < size:
+            raise ValueError(f"bucket index {index} outside 0..{size - 1}")
+        counts[index] = int(value)
+    return counts
+
+
+@dataclass(slots=True)
+class ArmStats:
+    """Sufficient statistics of one arm.
+
+    - ``requests`` counts every request; ``errors`` those that failed on the server side
+      (5xx, upstream timeout, connection error), with ``timeouts`` and ``connection_errors``
+      broken out, and ``status_classes`` ({"2xx": n, "4xx": n, "5xx": n, "timeout": n, ...}).
+    - Latency of successful responses: a log-bucket histogram plus the count, sum and sum of
+      squares of log-seconds, so a test on log latency is exact and a quantile test can use the
+      histogram.
+    - ``predicted``: predicted-class counts; ``confidence``: histogram of top-class confidence
+      over [0, 1] in CONFIDENCE_BUCKETS equal bins.
+    - Delayed ground truth: ``labels``/``correct`` for a binary correctness label,
+      ``rewards``/``reward_sum``/``reward_sumsq`` for a numeric outcome.
+    - Shadow mode: ``compared``/``agreed`` between this arm's prediction and the champion's.
+    """
+
+    requests: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    connection_errors: int = 0
+    status_classes: dict[str, int] = field(default_factory=dict)
+    latency_counts: list[int] = field(default_factory=lambda: [0] * LATENCY_BUCKETS)
+    latency_n: int = 0
+    log_latency_sum: float = 0.0
+    log_latency_sumsq: float = 0.0
+    predicted: dict[str, int] = field(default_factory=dict)
+    confidence_counts: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BUCKETS)
+    labels: int = 0
+    correct: int = 0
+    rewards: int = 0
+    reward_sum: float = 0.0
+    reward_sumsq: float = 0.0
+    compared: int = 0
+    agreed: int = 0
+
+    # -- recording (the gateway's hot path: no allocation beyond dict growth) -------------
+
+    def record_response(
+        self,
+        status_class: str,
+        latency_s: float | None,
+        predicted_class: str | None = None,
+        confidence: float | None = None,
+    ) -> None:
+        """Record one finished request. ``status_class`` is "2xx", "4xx", "5xx", "timeout" or
+        "connection_error"; latency is recorded for non-error outcomes only."""
+        self.requests += 1
+        self.status_classes[status_class] = self.status_classes.get(status_class, 0) + 1
+        if status_class == "5xx":
+            self.errors += 1
+        elif status_class == "timeout":
+            self.errors += 1
+            self.timeouts += 1
+        elif status_class == "connection_error":
+            self.errors += 1
+            self.connection_errors += 1
+        elif latency_s is not None:
+            self.record_latency(latency_s)
+        if predicted_class is not None:
+            self.predicted[predicted_class] = self.predicted.get(predicted_class, 0) + 1
+        if confidence is not None:
+            self.record_confidence(confidence)
+
+    def record_latency(self, seconds: float) -> None:
+        self.latency_counts[latency_bucket(seconds)] += 1
+        self.latency_n += 1
+        log_s = math.log(max(seconds, 1e-9))
+        self.log_latency_sum += log_s
+        self.log_latency_sumsq += log_s * log_s
+
+    def record_confidence(self, confidence: float) -> None:
+        if confidence != confidence:  # NaN carries no information
+            return
+        index = int(min(max(confidence, 0.0), 1.0) * CONFIDENCE_BUCKETS)
+        self.confidence_counts[min(index, CONFIDENCE_BUCKETS - 1)] += 1
+
+    def record_label(self, correct: bool) -> None:
+        self.labels += 1
+        self.correct += int(correct)
+
+    def record_reward(self, value: float) -> None:
+        self.rewards += 1
+        self.reward_sum += value
+        self.reward_sumsq += value * value
+
+    def record_agreement(self, agreed: bool) -> None:
+        self.compared += 1
+        self.agreed += int(agreed)
+
+    # -- algebra ---------------------------------------------------------------------------
+
+    def merge(self, other: ArmStats) -> ArmStats:
+        """The statistics of both sets of observations together (a new object)."""
+        return ArmStats(
+            requests=self.requests + other.requests,
+            errors=self.errors + other.errors,
+            timeouts=self.timeouts + other.timeouts,
+            connection_errors=self.connection_errors + other.connection_errors,
+            status_classes=_add_counts(self.status_classes, other.status_classes),
+            latency_counts=_add_lists(self.latency_counts, other.latency_counts),
+            latency_n=self.latency_n + other.latency_n,
+            log_latency_sum=self.log_latency_sum + other.log_latency_sum,
+            log_latency_sumsq=self.log_latency_sumsq + other.log_latency_sumsq,
+            predicted=_add_counts(self.predicted, other.predicted),
+            confidence_counts=_add_lists(self.confidence_counts, other.confidence_counts),
+            labels=self.labels + other.labels,
+            correct=self.correct + other.correct,
+            rewards=self.rewards + other.rewards,
+            reward_sum=self.reward_sum + other.reward_sum,
+            reward_sumsq=self.reward_sumsq + other.reward_sumsq,
+            compared=self.compared + other.compared,
+            agreed=self.agreed + other.agreed,
+        )
+
+    @classmethod
+    def merge_all(cls, parts: list[ArmStats]) -> ArmStats:
+        total = cls()
+        for part in parts:
+            total = total.merge(part)
+        return total
+
+    def is_empty(self) -> bool:
+        return (
+            self.requests == 0 and self.labels == 0 and self.rewards == 0 and self.compared == 0
+        )
+
+    # -- serialisation ---------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """A compact JSON-able dict (histograms sparse, by bucket index)."""
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "connection_errors": self.connection_errors,
+            "status_classes": dict(self.status_classes),
+            "latency": _sparse(self.latency_counts),
+            "latency_n": self.latency_n,
+            "log_latency_sum": self.log_latency_sum,
+            "log_latency_sumsq": self.log_latency_sumsq,
+            "predicted": dict(self.predicted),
+            "confidence": _sparse(self.confidence_counts),
+            "labels": self.labels,
+            "correct": self.correct,
+            "rewards": self.rewards,
+            "reward_sum": self.reward_sum,
+            "reward_sumsq": self.reward_sumsq,
+            "compared": self.compared,
+            "agreed": self.agreed,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ArmStats:
+        return cls(
+            requests=int(data.get("requests", 0)),
+            errors=int(data.get("errors", 0)),
+            timeouts=int(data.get("timeouts", 0)),
+            connection_errors=int(data.get("connection_errors", 0)),
+            status_classes={str(k): int(v) for k, v in data.get("status_classes", {}).items()},
+            latency_counts=_dense(data.get("latency", {}), LATENCY_BUCKETS),
+            latency_n=int(data.get("latency_n", 0)),
+            log_latency_sum=float(data.get("log_latency_sum", 0.0)),
+            log_latency_sumsq=float(data.get("log_latency_sumsq", 0.0)),
+            predicted={str(k): int(v) for k, v in data.get("predicted", {}).items()},
+            confidence_counts=_dense(data.get("confidence", {}), CONFIDENCE_BUCKETS),
+            labels=int(data.get("labels", 0)),
+            correct=int(data.get("correct", 0)),
+            rewards=int(data.get("rewards", 0)),
+            reward_sum=float(data.get("reward_sum", 0.0)),
+            reward_sumsq=float(data.get("reward_sumsq", 0.0)),
+            compared=int(data.get("compared", 0)),
+            agreed=int(data.get("agreed", 0)),
+        )
+
+    # -- summaries -------------------------------------------------------------------------
+
+    def latency_quantile(self, q: float) -> float | None:
+        """The q-quantile of latency (seconds) from the histogram, within 2 % relative error."""
+        if self.latency_n == 0:
+            return None
+        rank = q * (self.latency_n - 1)
+        seen = 0
+        for index, count in enumerate(self.latency_counts):
+            seen += count
+            if seen > rank:
+                return latency_bucket_value(index)
+        return latency_bucket_value(LATENCY_BUCKETS - 1)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0

@@ -1,0 +1,1 @@
+"""Alembic migrations for Shelf's metadata database (shipped inside the wheel)."""

@@ -1,0 +1,95 @@
+"""Settings, loaded once from ``SHELF_*`` environment variables and passed down.
+
+No other module reads the environment: the server, the CLI and the tests build a
+``Settings`` (or ``ClientSettings``) and hand it to what needs it.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Role(IntEnum):
+    """Token roles, ordered: each role may do everything the roles below it may."""
+
+    read = 1
+    publish = 2
+    deploy = 3
+    admin = 4
+
+
+class TokenSpec(BaseModel):
+    """One operator-configured bearer token; ``name`` is who the audit trail records."""
+
+    name: str = Field(min_length=1, max_length=128)
+    role: Role
+    token: str = Field(min_length=16)
+
+    @field_validator("role", mode="before")
+    @classmethod
+    def _role_by_name(cls, value: object) -> object:
+        if isinstance(value, str) and not value.isdigit():
+            try:
+                return Role[value]
+            except KeyError:
+                raise ValueError(f"unknown role {value!r}; expected one of read, publish, deploy, admin") from None
+        return value
+
+
+class Settings(BaseSettings):
+    """Server-side settings (``shelf server`` and its roles)."""
+
+    model_config = SettingsConfigDict(env_prefix="SHELF_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.shelf"), description="Where the embedded default keeps its data")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in $SHELF_HOME")
+    artifact_uri: str | None = Field(default=None, description="file://… or s3://bucket/prefix")
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_multipart_chunk_mb: int = Field(default=16, ge=5, le=512)
+    tokens: list[TokenSpec] = Field(default_factory=list, description="JSON list of {name, role, token}")
+    tokens_file: Path | None = Field(default=None, description="File holding the same JSON list")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    secret_key: str | None = Field(default=None, description="HMAC key for request ids and webhooks")
+    max_request_body_mb: int = Field(default=64, ge=1)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'shelf.db'}"
+
+    @property
+    def resolved_artifact_uri(self) -> str:
+        return self.artifact_uri or (self.home / "artifacts").as_uri()
+
+    @property
+    def is_embedded_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def all_tokens(self) -> list[TokenSpec]:
+        """Tokens from ``SHELF_TOKENS`` plus those in ``SHELF_TOKENS_FILE``."""
+        tokens = list(self.tokens)
+        if self.tokens_file is not None:
+            raw = json.loads(self.tokens_file.expanduser().read_text())
+            tokens.extend(TokenSpec.model_validate(item) for item in raw)
+        return tokens
+
+
+class ClientSettings(BaseSettings):
+    """What the CLI needs to reach a server."""
+
+    model_config = SettingsConfigDict(env_prefix="SHELF_", extra="ignore")
+
+    url: str = "http://127.0.0.1:8000"
+    token: str | None = None
+    timeout_s: float = 60.0

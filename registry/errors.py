@@ -1,0 +1,71 @@
+"""The error hierarchy. The API maps it to HTTP codes and the CLI to exit codes, each in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ShelfError(Exception):
+    """Base of every error Shelf reports to a user."""
+
+    status_code = 400
+    code = "error"
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class InvalidInput(ShelfError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class NotFound(ShelfError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ShelfError):
+    status_code = 409
+    code = "conflict"
+
+
+class IntegrityError(ShelfError):
+    """Content does not match its digest (corruption or a tampered/mismatched upload)."""
+
+    status_code = 422
+    code = "integrity_error"
+
+
+class Gone(ShelfError):
+    status_code = 410
+    code = "gone"
+
+
+class PayloadTooLarge(ShelfError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(ShelfError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ShelfError):
+    status_code = 403
+    code = "forbidden"
+
+
+class UpstreamError(ShelfError):
+    """A model server could not be reached or failed (gateway)."""
+
+    status_code = 502
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"

@@ -1,0 +1,1 @@
+"""Artifact stores: content-addressed blobs on a local folder or S3."""

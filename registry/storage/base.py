@@ -1,0 +1,53 @@
+"""The artifact store interface: content-addressed blobs, written atomically and verified."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Protocol
+
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+CHUNK_SIZE = 1024 * 1024
+
+
+def blob_key(digest: str) -> str:
+    """Where a blob lives inside the store: ``blobs/sha256/ab/abcdef…``."""
+    return f"blobs/sha256/{digest[:2]}/{digest}"
+
+
+class BlobWriter(Protocol):
+    """An upload in progress. Nothing is visible in the store until ``commit`` succeeds."""
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def commit(self) -> int:
+        """Verify size and sha256 against what was promised and publish the blob atomically.
+        Returns the size. On mismatch raises ``IntegrityError`` and leaves nothing behind."""
+        ...
+
+    def abort(self) -> None:
+        """Discard everything written so far (idempotent)."""
+        ...
+
+
+class ArtifactStore(Protocol):
+    """Blobs addressed by their sha256. Implementations: ``LocalStore``, ``S3Store``."""
+
+    uri: str
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def blob_size(self, digest: str) -> int | None: ...
+
+    def open_writer(self, digest: str, size: int | None = None) -> BlobWriter: ...
+
+    def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """Stream a blob's bytes, verifying its sha256; raises ``IntegrityError`` at the end of
+        the stream when the stored bytes do not match (corruption), ``NotFound`` if absent."""
+        ...
+
+    def delete_blob(self, digest: str) -> None: ...
+
+    def check(self) -> None:
+        """Raise if the store is unreachable (readiness probes)."""
+        ...

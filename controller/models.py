@@ -36,6 +36,9 @@ class Rollout(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     revision: Mapped[int] = mapped_column(Integer, default=0)
     step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    step_start_samples: Mapped[int] = mapped_column(Integer, default=0)
+    observed: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -72,3 +75,55 @@ class FeedbackReceipt(Base):
     request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RolloutObservation(Base):
+    """What the reconciler saw at one look: weights, sample sizes and each guardrail's evidence
+    (the time series behind `shelf rollout status` and the quickstart report)."""
+
+    __tablename__ = "rollout_observations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16))
+    step_index: Mapped[int] = mapped_column(Integer)
+    challenger_weight_bp: Mapped[int] = mapped_column(Integer)
+    champion_requests: Mapped[int] = mapped_column(BigInteger)
+    challenger_requests: Mapped[int] = mapped_column(BigInteger)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class Webhook(Base):
+    """Where transitions are announced: one model's (``model_id``) or every model's (NULL)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class WebhookDelivery(Base):
+    """An outbox row: written in the transaction of the transition it announces, sent (and
+    retried with backoff) by the reconciler, so no announcement is lost to a crash."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed: Mapped[bool] = mapped_column(default=False)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

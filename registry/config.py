@@ -37,7 +37,9 @@ class TokenSpec(BaseModel):
             try:
                 return Role[value]
             except KeyError:
-                raise ValueError(f"unknown role {value!r}; expected one of read, publish, deploy, admin") from None
+                raise ValueError(
+                    f"unknown role {value!r}; expected one of read, publish, deploy, admin"
+                ) from None
         return value
 
 
@@ -46,17 +48,25 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SHELF_", extra="ignore")
 
-    home: Path = Field(default=Path("~/.shelf"), description="Where the embedded default keeps its data")
-    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in $SHELF_HOME")
+    home: Path = Field(
+        default=Path("~/.shelf"), description="Where the embedded default keeps its data"
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite in $SHELF_HOME"
+    )
     artifact_uri: str | None = Field(default=None, description="file://… or s3://bucket/prefix")
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_multipart_chunk_mb: int = Field(default=16, ge=5, le=512)
-    tokens: list[TokenSpec] = Field(default_factory=list, description="JSON list of {name, role, token}")
+    tokens: list[TokenSpec] = Field(
+        default_factory=list, description="JSON list of {name, role, token}"
+    )
     tokens_file: Path | None = Field(default=None, description="File holding the same JSON list")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    secret_key: str | None = Field(default=None, description="HMAC key for request ids and webhooks")
+    secret_key: str | None = Field(
+        default=None, description="HMAC key for request ids and webhooks"
+    )
     max_request_body_mb: int = Field(default=64, ge=1, description="Gateway: larger bodies get 413")
 
     gateway_host: str = "127.0.0.1"
@@ -75,6 +85,10 @@ class Settings(BaseSettings):
     )
     feedback_ttl_hours: float = Field(default=72.0, gt=0)
     replica_id: str | None = Field(default=None, description="Default: hostname-pid")
+
+    reconciler_host: str = "127.0.0.1"
+    reconciler_port: int = Field(default=8090, ge=0, le=65535)
+    reconciler_interval_s: float = Field(default=1.0, gt=0, description="Seconds between looks")
 
     @field_validator("home", mode="after")
     @classmethod

@@ -1,4 +1,4 @@
-"""The error hierarchy. The API maps it to HTTP codes and the CLI to exit codes, each in one place."""
+"""Shelf's errors; the API maps them to HTTP codes and the CLI to exit codes, one place each."""
 
 from __future__ import annotations
 

@@ -103,6 +103,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_model_versions_model_id"), ["model_id"], unique=False)
 
     op.create_table(
+        "webhooks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model_id", sa.Integer(), nullable=True),
+        sa.Column("url", sa.Text(), nullable=False),
+        sa.Column("secret", sa.String(length=256), nullable=False),
+        sa.Column("created_at", registry.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(length=128), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["model_id"],
+            ["models.id"],
+            name=op.f("fk_webhooks_model_id_models"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
+    )
+    op.create_table(
         "aliases",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("model_id", sa.Integer(), nullable=False),
@@ -144,6 +160,13 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("step_started_at", registry.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("step_start_samples", sa.Integer(), nullable=False),
+        sa.Column(
+            "observed",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("observed_at", registry.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", registry.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", registry.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("ended_at", registry.db.base.UTCDateTime(timezone=True), nullable=True),
@@ -189,6 +212,38 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("version_files", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_version_files_digest"), ["digest"], unique=False)
+
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("webhook_id", sa.Integer(), nullable=False),
+        sa.Column("event", sa.String(length=64), nullable=False),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", registry.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", registry.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("failed", sa.Boolean(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("created_at", registry.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["webhook_id"],
+            ["webhooks.id"],
+            name=op.f("fk_webhook_deliveries_webhook_id_webhooks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+    )
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_webhook_deliveries_next_attempt_at"), ["next_attempt_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_webhook_deliveries_webhook_id"), ["webhook_id"], unique=False
+        )
 
     op.create_table(
         "arm_stats_deltas",
@@ -243,16 +298,53 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("request_id", name=op.f("pk_feedback_receipts")),
     )
+    op.create_table(
+        "rollout_observations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("rollout_id", sa.Integer(), nullable=False),
+        sa.Column("at", registry.db.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("step_index", sa.Integer(), nullable=False),
+        sa.Column("challenger_weight_bp", sa.Integer(), nullable=False),
+        sa.Column("champion_requests", sa.BigInteger(), nullable=False),
+        sa.Column("challenger_requests", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "evidence",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["rollout_id"],
+            ["rollouts.id"],
+            name=op.f("fk_rollout_observations_rollout_id_rollouts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rollout_observations")),
+    )
+    with op.batch_alter_table("rollout_observations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_rollout_observations_rollout_id"), ["rollout_id"], unique=False
+        )
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("rollout_observations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rollout_observations_rollout_id"))
+
+    op.drop_table("rollout_observations")
     op.drop_table("feedback_receipts")
     with op.batch_alter_table("arm_stats_deltas", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_arm_stats_deltas_rollout_id"))
 
     op.drop_table("arm_stats_deltas")
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_webhook_id"))
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_next_attempt_at"))
+
+    op.drop_table("webhook_deliveries")
     with op.batch_alter_table("version_files", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_version_files_digest"))
 
@@ -265,6 +357,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_aliases_model_id"))
 
     op.drop_table("aliases")
+    op.drop_table("webhooks")
     with op.batch_alter_table("model_versions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_model_versions_model_id"))
 

@@ -1,4 +1,4 @@
-"""Run Alembic migrations programmatically (``shelf db upgrade``, and ``shelf server`` on SQLite)."""
+"""Run Alembic migrations from code: `shelf db upgrade`, and `shelf server` on SQLite."""
 
 from __future__ import annotations
 
@@ -39,3 +39,9 @@ def current(database_url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()

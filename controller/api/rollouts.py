@@ -1,0 +1,177 @@
+"""Rollout endpoints: start, status, pause/resume/promote/abort, rollback, history."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.api.schemas import ObservationOut, RollbackRequest, RolloutCreate, RolloutOut
+from controller.models import Rollout, RolloutObservation
+from controller.plans import DEFAULT_STEPS, RolloutPlan
+from controller.reconciler.judge import check_guardrails
+from controller.rollouts import service
+from registry.api.deps import AppContext, caller, context, requires
+from registry.auth import Principal
+from registry.config import Role
+from registry.db.models import ModelVersion
+from registry.errors import NotFound
+from registry.services.models import get_model
+
+router = APIRouter(prefix="/v1", tags=["rollouts"])
+
+
+def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
+    champion = session.get(ModelVersion, row.champion_version_id)
+    challenger = session.get(ModelVersion, row.challenger_version_id)
+    assert champion is not None and challenger is not None
+    return RolloutOut.of(row, model, champion.version, challenger.version)
+
+
+def plan_of(body: RolloutCreate) -> RolloutPlan:
+    steps = tuple(body.steps) if body.steps is not None else DEFAULT_STEPS
+    plan = RolloutPlan(
+        strategy=body.strategy,
+        steps=() if body.strategy == "shadow" and body.steps is None else steps,
+        min_samples=body.min_samples,
+        min_step_duration_s=body.min_step_duration_s,
+        shadow_min_samples=body.shadow_min_samples or body.min_samples,
+        shadow_duration_s=(
+            body.shadow_duration_s
+            if body.shadow_duration_s is not None
+            else body.min_step_duration_s
+        ),
+        max_duration_s=body.max_duration_s,
+        on_timeout=body.on_timeout,
+        alpha=body.alpha,
+        guardrails=tuple(body.guardrails),
+        guardrail_options=body.guardrail_options,
+    )
+    check_guardrails(plan)
+    return plan
+
+
+@router.post("/models/{name}/rollouts", response_model=RolloutOut, status_code=201)
+def start(
+    name: str,
+    body: RolloutCreate,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.deploy)),
+) -> RolloutOut:
+    plan = plan_of(body)
+    with ctx.database.session() as session:
+        row = service.start_rollout(session, name, body.challenger, plan, who.name)
+        return rollout_out(session, row, name)
+
+
+@router.get("/models/{name}/rollouts", response_model=list[RolloutOut])
+def history(
+    name: str,
+    limit: int = Query(20, ge=1, le=200),
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
+) -> list[RolloutOut]:
+    with ctx.database.session() as session:
+        return [rollout_out(session, r, name) for r in service.list_rollouts(session, name, limit)]
+
+
+@router.get("/models/{name}/rollout", response_model=RolloutOut)
+def status(
+    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+) -> RolloutOut:
+    """The active rollout of the model, or its most recent one."""
+    with ctx.database.session() as session:
+        model = get_model(session, name)
+        row = service.active_rollout(session, model) or service.latest_rollout(session, model)
+        if row is None:
+            raise NotFound(f"model {name!r} has never had a rollout")
+        return rollout_out(session, row, name)
+
+
+@router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
+def by_id(
+    rollout_id: int, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+) -> RolloutOut:
+    with ctx.database.session() as session:
+        row = session.get(Rollout, rollout_id)
+        if row is None:
+            raise NotFound(f"rollout {rollout_id} not found")
+        model = row.model_id
+        from registry.db.models import Model
+
+        name = session.get(Model, model).name  # type: ignore[union-attr]
+        return rollout_out(session, row, name)
+
+
+@router.get("/rollouts/{rollout_id}/observations", response_model=list[ObservationOut])
+def observations(
+    rollout_id: int,
+    limit: int = Query(10_000, ge=1, le=100_000),
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
+) -> list[ObservationOut]:
+    """Every look the reconciler took: weights and evidence over time."""
+    with ctx.database.session() as session:
+        rows = session.scalars(
+            select(RolloutObservation)
+            .where(RolloutObservation.rollout_id == rollout_id)
+            .order_by(RolloutObservation.id)
+            .limit(limit)
+        )
+        return [
+            ObservationOut(
+                at=r.at,
+                state=r.state,
+                step_index=r.step_index,
+                challenger_weight_bp=r.challenger_weight_bp,
+                champion_requests=r.champion_requests,
+                challenger_requests=r.challenger_requests,
+                evidence=r.evidence,
+            )
+            for r in rows
+        ]
+
+
+def _control(action: str):  # type: ignore[no-untyped-def]
+    operations = {
+        "pause": service.pause,
+        "resume": service.resume,
+        "promote": service.promote,
+        "abort": service.abort,
+    }
+
+    def endpoint(
+        name: str,
+        ctx: AppContext = Depends(context),
+        who: Principal = Depends(requires(Role.deploy)),
+    ) -> RolloutOut:
+        with ctx.database.session() as session:
+            row = operations[action](session, name, who.name)
+            return rollout_out(session, row, name)
+
+    endpoint.__name__ = f"{action}_rollout"
+    endpoint.__doc__ = f"{action.capitalize()} the model's active rollout."
+    return endpoint
+
+
+for _action in ("pause", "resume", "promote", "abort"):
+    router.add_api_route(
+        f"/models/{{name}}/rollout/{_action}",
+        _control(_action),
+        methods=["POST"],
+        response_model=RolloutOut,
+        name=f"{_action}_rollout",
+    )
+
+
+@router.post("/models/{name}/rollback")
+def rollback(
+    name: str,
+    body: RollbackRequest | None = None,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.deploy)),
+) -> dict[str, object]:
+    """Incident button: end any active rollout, champion back to the previous one (or ``to``)."""
+    request = body or RollbackRequest()
+    with ctx.database.session() as session:
+        return service.rollback(session, name, who.name, request.to, request.reason)

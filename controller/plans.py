@@ -1,0 +1,165 @@
+"""Rollout plans and the state machine that moves a rollout through them.
+
+Pure: ``decide`` looks at a rollout's plan, position and the guardrails' verdict and returns
+what should happen next; the reconciler applies it to the database. States:
+
+    pending -> shadowing -> canary (step k) -> promoted | rolled_back | aborted, plus paused
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from registry.errors import InvalidInput
+
+Strategy = Literal["canary", "shadow", "blue-green"]
+STRATEGIES: tuple[str, ...] = ("canary", "shadow", "blue-green")
+TIMEOUT_POLICIES = ("rollback", "promote")
+DEFAULT_STEPS = (1, 5, 25, 50, 100)
+FULL_BP = 10_000
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    """How a challenger meets traffic.
+
+    ``steps`` are the challenger's traffic percentages, one per canary step (blue-green is a
+    single switch to 100). A step advances once the challenger has served ``min_samples``
+    requests in it and ``min_step_duration_s`` has passed, with no guardrail showing harm.
+    Shadow mirrors traffic first (``shadow_min_samples``/``shadow_duration_s``), then follows
+    ``steps`` if any. After the last step the challenger is promoted once every guardrail shows
+    non-inferiority; at ``max_duration_s`` the explicit ``on_timeout`` policy decides.
+    """
+
+    strategy: str = "canary"
+    steps: tuple[float, ...] = DEFAULT_STEPS
+    min_samples: int = 2000
+    min_step_duration_s: float = 300.0
+    shadow_min_samples: int = 2000
+    shadow_duration_s: float = 300.0
+    max_duration_s: float = 6 * 3600.0
+    on_timeout: str = "rollback"
+    alpha: float = 0.05
+    guardrails: tuple[str, ...] = ()
+    guardrail_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InvalidInput(f"unknown strategy {self.strategy!r}; use {', '.join(STRATEGIES)}")
+        if self.on_timeout not in TIMEOUT_POLICIES:
+            raise InvalidInput(f"on_timeout must be one of {', '.join(TIMEOUT_POLICIES)}")
+        if not 0 < self.alpha < 0.5:
+            raise InvalidInput("alpha must be between 0 and 0.5")
+        if self.min_samples < 1 or self.shadow_min_samples < 1:
+            raise InvalidInput("min samples must be at least 1")
+        if self.min_step_duration_s < 0 or self.shadow_duration_s < 0 or self.max_duration_s <= 0:
+            raise InvalidInput("durations must be positive")
+        steps = list(self.steps)
+        if self.strategy == "blue-green":
+            steps = [100.0]
+        if self.strategy != "shadow" and not steps:
+            raise InvalidInput(f"a {self.strategy} rollout needs at least one step")
+        if any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+            raise InvalidInput(
+                "steps must be increasing percentages in (0, 100], e.g. 1,5,25,50,100"
+            )
+        object.__setattr__(self, "steps", tuple(float(s) for s in steps))
+        object.__setattr__(self, "guardrails", tuple(self.guardrails))
+
+    def weight_bp(self, step_index: int) -> int:
+        return round(self.steps[step_index] * 100)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["steps"] = list(self.steps)
+        data["guardrails"] = list(self.guardrails)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RolloutPlan:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["steps"] = tuple(known.get("steps", DEFAULT_STEPS))
+        known["guardrails"] = tuple(known.get("guardrails", ()))
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a rollout is: the part of its row ``decide`` needs."""
+
+    state: str
+    step_index: int
+    started_at: datetime
+    step_started_at: datetime
+    step_start_samples: int
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the reconciler should do. ``kind``: hold, start_shadow, set_step, promote, roll_back."""
+
+    kind: str
+    reason: str = ""
+    step_index: int = 0
+    weight_bp: int = 0
+    mirror: bool = False
+
+
+HOLD = Action("hold")
+
+
+def first_action(plan: RolloutPlan) -> Action:
+    if plan.strategy == "shadow":
+        return Action(
+            "start_shadow", "shadowing: challenger sees a copy of the traffic", mirror=True
+        )
+    return _step(plan, 0, "canary started")
+
+
+def _step(plan: RolloutPlan, index: int, reason: str) -> Action:
+    return Action("set_step", reason, step_index=index, weight_bp=plan.weight_bp(index))
+
+
+def decide(
+    plan: RolloutPlan,
+    position: Position,
+    verdict: str,
+    harm_reason: str,
+    challenger_samples: int,
+    now: datetime,
+) -> Action:
+    """The next move. ``verdict`` is the guardrails' overall verdict: ``harm``,
+    ``no_harm_within_margin`` or ``continue``; ``challenger_samples`` counts the challenger's
+    observations so far (mirrored copies while shadowing, served requests in canary)."""
+    if position.state == "pending":
+        return first_action(plan)
+    if verdict == "harm" and position.state in ("shadowing", "canary", "paused"):
+        # Harm ends the rollout even while paused: a pause freezes progress, not safety.
+        return Action("roll_back", harm_reason or "a guardrail shows harm")
+    if position.state not in ("shadowing", "canary"):
+        return HOLD
+    if (now - position.started_at).total_seconds() >= plan.max_duration_s:
+        if plan.on_timeout == "promote":
+            return Action("promote", "timed out; plan promotes on timeout")
+        return Action("roll_back", "timed out without showing non-inferiority")
+    in_step = challenger_samples - position.step_start_samples
+    elapsed = (now - position.step_started_at).total_seconds()
+    if position.state == "shadowing":
+        if in_step < plan.shadow_min_samples or elapsed < plan.shadow_duration_s:
+            return HOLD
+        if plan.steps:
+            return _step(plan, 0, "shadow passed; canary started")
+        if verdict == "no_harm_within_margin":
+            return Action("promote", "shadow showed non-inferiority on every guardrail")
+        return HOLD
+    if in_step < plan.min_samples or elapsed < plan.min_step_duration_s:
+        return HOLD
+    last = len(plan.steps) - 1
+    if position.step_index < last:
+        nxt = position.step_index + 1
+        return _step(plan, nxt, f"step {position.step_index + 1} passed; {plan.steps[nxt]:g}%")
+    if verdict == "no_harm_within_margin":
+        return Action("promote", "every guardrail shows non-inferiority")
+    return HOLD

@@ -1,0 +1,202 @@
+"""The reconcile loop: for every active rollout, merge what the gateways measured, ask the
+statistics for evidence, and advance, promote or roll back. Only the leader acts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+from prometheus_client import Counter, Gauge
+
+from controller.models import ACTIVE_STATES, Rollout, RolloutObservation
+from controller.plans import Action, Position, RolloutPlan, decide
+from controller.reconciler.judge import Judgement, judge
+from controller.reconciler.leader import LeaderLock
+from controller.reconciler.totals import ArmTotals, consume_deltas
+from controller.reconciler.webhooks import deliver_due
+from controller.rollouts import service
+from controller.rollouts.transitions import transition
+from registry.config import Settings
+from registry.db.base import utcnow
+from registry.db.models import Model
+from registry.db.session import Database
+
+log = logging.getLogger("shelf.reconciler")
+ACTOR = "reconciler"
+
+LEADER = Gauge("shelf_reconciler_leader", "1 while this process is the acting reconciler")
+LOOKS = Counter("shelf_reconciler_looks_total", "Rollout evaluations performed")
+TRANSITIONS = Counter("shelf_rollout_transitions_total", "Rollout transitions", ["to_state"])
+STATE = Gauge("shelf_rollout_state", "1 for the state an active rollout is in", ["model", "state"])
+WEIGHT = Gauge("shelf_rollout_challenger_weight_bp", "Challenger weight in basis points", ["model"])
+STEP = Gauge("shelf_rollout_step", "Current canary step index", ["model"])
+STATES_SHOWN = (*ACTIVE_STATES, "promoted", "rolled_back", "aborted")
+
+
+class Reconciler:
+    def __init__(
+        self, settings: Settings, database: Database, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.clock = clock
+        lock_dir = settings.home
+        self.lock = LeaderLock(database.engine, lock_dir)
+        self.http = httpx.Client(timeout=httpx.Timeout(5.0))
+        self.is_leader = False
+
+    def tick(self) -> None:
+        """One look at everything; safe to call at any rate."""
+        self.is_leader = self.lock.try_acquire()
+        LEADER.set(1 if self.is_leader else 0)
+        if not self.is_leader:
+            return
+        with self.database.session() as session:
+            ids = [r.id for r in service.active_rollouts(session)]
+        for rollout_id in ids:
+            try:
+                self.reconcile(rollout_id)
+            except Exception:
+                log.exception("reconciling rollout %s failed; will retry", rollout_id)
+        try:
+            with self.database.session() as session:
+                deliver_due(session, self.http)
+        except Exception:
+            log.exception("webhook delivery failed; will retry")
+
+    def reconcile(self, rollout_id: int) -> Action | None:
+        with self.database.session() as session:
+            rollout = session.get(Rollout, rollout_id, with_for_update=True)
+            if rollout is None or rollout.active_model_id is None:
+                return None
+            model = session.get(Model, rollout.model_id)
+            assert model is not None
+            totals, _ = consume_deltas(session, rollout)
+            plan = RolloutPlan.from_json(rollout.plan)
+            verdict = judge(plan, totals)
+            now = self.clock()
+            samples = totals.challenger.requests
+            position = Position(
+                state=rollout.state,
+                step_index=rollout.step_index,
+                started_at=rollout.created_at,
+                step_started_at=rollout.step_started_at or rollout.created_at,
+                step_start_samples=rollout.step_start_samples,
+            )
+            action = decide(plan, position, verdict.verdict, verdict.reason, samples, now)
+            rollout.observed = observed_json(totals, verdict, now)
+            rollout.observed_at = now
+            self._apply(session, rollout, model, action, verdict, samples, now)
+            session.add(
+                RolloutObservation(
+                    rollout_id=rollout.id,
+                    at=now,
+                    state=rollout.state,
+                    step_index=rollout.step_index,
+                    challenger_weight_bp=rollout.challenger_weight_bp,
+                    champion_requests=totals.champion.requests,
+                    challenger_requests=totals.challenger.requests,
+                    evidence=verdict.summary(),
+                )
+            )
+            LOOKS.inc()
+            self._export(model.name, rollout)
+            return action
+
+    def _apply(
+        self,
+        session: Any,
+        rollout: Rollout,
+        model: Model,
+        action: Action,
+        verdict: Judgement,
+        samples: int,
+        now: datetime,
+    ) -> None:
+        evidence = verdict.evidence
+        if action.kind == "hold":
+            return
+        TRANSITIONS.labels(to_state=_target_state(action)).inc()
+        log.info("rollout %s of %s: %s (%s)", rollout.id, model.name, action.kind, action.reason)
+        if action.kind == "start_shadow":
+            transition(
+                session,
+                rollout,
+                "shadowing",
+                ACTOR,
+                action.reason,
+                evidence,
+                mirror=True,
+                challenger_weight_bp=0,
+                step_started_at=now,
+                step_start_samples=samples,
+            )
+        elif action.kind == "set_step":
+            transition(
+                session,
+                rollout,
+                "canary",
+                ACTOR,
+                action.reason,
+                evidence,
+                mirror=False,
+                step_index=action.step_index,
+                challenger_weight_bp=action.weight_bp,
+                step_started_at=now,
+                step_start_samples=samples,
+            )
+        elif action.kind == "promote":
+            service.promote(session, model.name, ACTOR, action.reason, evidence, rollout)
+        elif action.kind == "roll_back":
+            service.roll_back_rollout(session, rollout, ACTOR, action.reason, evidence)
+
+    def _export(self, model: str, rollout: Rollout) -> None:
+        for state in STATES_SHOWN:
+            STATE.labels(model=model, state=state).set(1 if rollout.state == state else 0)
+        WEIGHT.labels(model=model).set(rollout.challenger_weight_bp)
+        STEP.labels(model=model).set(rollout.step_index)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Look every ``reconciler_interval_s`` until ``stop`` is set, then step down."""
+        interval = self.settings.reconciler_interval_s
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.to_thread(self.tick)
+                except Exception:
+                    log.exception("reconciler tick failed; will retry")
+                    self.lock.release()
+                    self.is_leader = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        self.lock.release()
+        LEADER.set(0)
+        self.http.close()
+
+
+def _target_state(action: Action) -> str:
+    return {
+        "start_shadow": "shadowing",
+        "set_step": "canary",
+        "promote": "promoted",
+        "roll_back": "rolled_back",
+    }.get(action.kind, action.kind)
+
+
+def observed_json(totals: ArmTotals, verdict: Judgement, now: datetime) -> dict[str, Any]:
+    return {
+        "arms": totals.to_json(),
+        "verdict": verdict.verdict,
+        "reason": verdict.reason,
+        "evidence": verdict.evidence,
+        "at": now.isoformat(),
+    }

@@ -1,0 +1,79 @@
+"""Sending queued webhook deliveries: JSON, HMAC-SHA256 signed, retried with backoff."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import timedelta
+
+import httpx
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller.models import Webhook, WebhookDelivery
+from registry.db.base import utcnow
+
+log = logging.getLogger("shelf.webhooks")
+
+MAX_ATTEMPTS = 8
+SIGNATURE_HEADER = "X-Shelf-Signature"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, body), as GitHub-style receivers expect."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def backoff_s(attempts: int) -> float:
+    return float(min(2**attempts, 300))
+
+
+def deliver_due(session: Session, client: httpx.Client, limit: int = 50) -> int:
+    """Try every delivery that is due; returns how many succeeded."""
+    now = utcnow()
+    due = (
+        session.execute(
+            select(WebhookDelivery, Webhook)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+            .where(
+                WebhookDelivery.delivered_at.is_(None),
+                WebhookDelivery.failed.is_(False),
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .order_by(WebhookDelivery.id)
+            .limit(limit)
+        )
+        .tuples()
+        .all()
+    )
+    sent = 0
+    for delivery, hook in due:
+        body = orjson.dumps(delivery.payload)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(hook.secret, body),
+            "X-Shelf-Event": delivery.event,
+            "X-Shelf-Delivery": str(delivery.id),
+        }
+        delivery.attempts += 1
+        try:
+            response = client.post(hook.url, content=body, headers=headers)
+            ok = response.is_success
+            error = "" if ok else f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            ok, error = False, f"{exc.__class__.__name__}: {exc}"[:500]
+        if ok:
+            delivery.delivered_at = utcnow()
+            sent += 1
+        else:
+            delivery.last_error = error
+            if delivery.attempts >= MAX_ATTEMPTS:
+                delivery.failed = True
+                log.warning("webhook %s to %s failed for good: %s", delivery.id, hook.url, error)
+            else:
+                delivery.next_attempt_at = utcnow() + timedelta(
+                    seconds=backoff_s(delivery.attempts)
+                )
+    return sent

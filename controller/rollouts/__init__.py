@@ -1,0 +1,1 @@
+"""Rollout operations: starting, controlling and ending rollouts, each one transaction."""

@@ -1,0 +1,219 @@
+"""What users do to rollouts: start one, pause, resume, promote, abort, and roll back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.orm import Session
+
+from controller.models import ACTIVE_STATES, Rollout
+from controller.plans import RolloutPlan
+from controller.rollouts.transitions import notify_gateways, transition
+from registry.db.base import utcnow
+from registry.db.models import Alias, Model, ModelVersion
+from registry.errors import Conflict, InvalidInput, NotFound
+from registry.names import Reference
+from registry.services import aliases, audit
+from registry.services.models import get_model
+from registry.services.versions import resolve
+
+CHAMPION = "champion"
+
+
+def champion_of(session: Session, model: Model) -> ModelVersion | None:
+    row = session.scalar(select(Alias).where(Alias.model_id == model.id, Alias.name == CHAMPION))
+    return row.version if row is not None else None
+
+
+def active_rollout(session: Session, model: Model, lock: bool = False) -> Rollout | None:
+    query = select(Rollout).where(Rollout.active_model_id == model.id)
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def require_active(session: Session, name: str) -> tuple[Model, Rollout]:
+    model = get_model(session, name)
+    rollout = active_rollout(session, model, lock=True)
+    if rollout is None:
+        raise NotFound(f"model {name!r} has no active rollout")
+    return model, rollout
+
+
+def latest_rollout(session: Session, model: Model) -> Rollout | None:
+    return session.scalar(
+        select(Rollout).where(Rollout.model_id == model.id).order_by(Rollout.id.desc()).limit(1)
+    )
+
+
+def start_rollout(
+    session: Session, name: str, challenger: int, plan: RolloutPlan, actor: str
+) -> Rollout:
+    model = get_model(session, name)
+    champion = champion_of(session, model)
+    if champion is None:
+        raise Conflict(
+            f"model {name!r} has no champion to compare against: "
+            f"run 'shelf alias set {name} champion VERSION' first"
+        )
+    candidate = resolve(session, Reference(name, version=challenger))
+    if candidate.id == champion.id:
+        raise InvalidInput(f"version {challenger} is already the champion of {name!r}")
+    if candidate.status != "ready":
+        raise InvalidInput(f"version {challenger} of {name!r} is {candidate.status}, not ready")
+    for version in (champion, candidate):
+        if not version.serving_url:
+            raise InvalidInput(
+                f"{name}@{version.version} has no serving URL; register it with --serving-url"
+            )
+    if active_rollout(session, model) is not None:
+        raise Conflict(f"model {name!r} already has an active rollout; abort it first")
+    now = utcnow()
+    rollout = Rollout(
+        model_id=model.id,
+        active_model_id=model.id,
+        champion_version_id=champion.id,
+        challenger_version_id=candidate.id,
+        strategy=plan.strategy,
+        state="pending",
+        plan=plan.to_json(),
+        alpha=plan.alpha,
+        step_started_at=now,
+        created_at=now,
+        updated_at=now,
+        created_by=actor,
+    )
+    try:
+        with session.begin_nested():
+            session.add(rollout)
+            session.flush()
+    except DBIntegrityError:
+        raise Conflict(f"model {name!r} already has an active rollout; abort it first") from None
+    transition(session, rollout, "pending", actor, f"started by {actor}", plan=plan.to_json())
+    return rollout
+
+
+def pause(session: Session, name: str, actor: str) -> Rollout:
+    _, rollout = require_active(session, name)
+    if rollout.state == "paused":
+        return rollout
+    transition(session, rollout, "paused", actor, f"paused by {actor}", resume_state=rollout.state)
+    return rollout
+
+
+def resume(session: Session, name: str, actor: str) -> Rollout:
+    _, rollout = require_active(session, name)
+    if rollout.state != "paused":
+        raise Conflict(f"the rollout of {name!r} is {rollout.state}, not paused")
+    transition(
+        session,
+        rollout,
+        rollout.resume_state or "pending",
+        actor,
+        f"resumed by {actor}",
+        resume_state=None,
+    )
+    return rollout
+
+
+def promote(
+    session: Session,
+    name: str,
+    actor: str,
+    reason: str = "",
+    evidence: dict[str, Any] | None = None,
+    rollout: Rollout | None = None,
+) -> Rollout:
+    """The challenger becomes champion: the alias moves and the rollout ends, in one commit."""
+    if rollout is None:
+        _, rollout = require_active(session, name)
+    challenger = session.get(ModelVersion, rollout.challenger_version_id)
+    assert challenger is not None
+    why = reason or f"promoted by {actor}"
+    aliases.set_alias(
+        session, name, CHAMPION, challenger.version, actor, reason=f"rollout {rollout.id}: {why}"
+    )
+    transition(session, rollout, "promoted", actor, why, evidence)
+    return rollout
+
+
+def abort(session: Session, name: str, actor: str) -> Rollout:
+    _, rollout = require_active(session, name)
+    transition(session, rollout, "aborted", actor, f"aborted by {actor}")
+    return rollout
+
+
+def roll_back_rollout(
+    session: Session,
+    rollout: Rollout,
+    actor: str,
+    reason: str,
+    evidence: dict[str, Any] | None = None,
+) -> None:
+    transition(session, rollout, "rolled_back", actor, reason, evidence)
+
+
+def rollback(
+    session: Session, name: str, actor: str, to_version: int | None = None, reason: str = ""
+) -> dict[str, Any]:
+    """The incident button: end any active rollout and send all traffic to the previous
+    champion (or ``to_version``). Returns what happened."""
+    model = get_model(session, name)
+    rollout = active_rollout(session, model, lock=True)
+    why = reason or f"manual rollback by {actor}"
+    ended = None
+    if rollout is not None:
+        roll_back_rollout(session, rollout, actor, why)
+        ended = rollout.id
+    current = champion_of(session, model)
+    if to_version is not None:
+        target = resolve(session, Reference(name, version=to_version))
+    elif rollout is not None:
+        target = current  # the rollout never promoted: its champion is the one to go back to
+    else:
+        target = aliases.previous_target(session, model, CHAMPION)
+        if target is None:
+            raise Conflict(f"{name!r} has no previous champion to roll back to; use --to VERSION")
+    if target is None:
+        raise Conflict(f"{name!r} has no champion; use --to VERSION")
+    if current is None or target.id != current.id:
+        aliases.set_alias(session, name, CHAMPION, target.version, actor, reason=why)
+    audit.record(
+        session,
+        "model.rolled_back",
+        actor,
+        model,
+        to_version=target.version,
+        from_version=current.version if current else None,
+        rollout_id=ended,
+        reason=why,
+    )
+    notify_gateways(session, model.name)
+    return {
+        "model": name,
+        "champion_version": target.version,
+        "previous_champion_version": current.version if current else None,
+        "ended_rollout_id": ended,
+    }
+
+
+def list_rollouts(session: Session, name: str, limit: int) -> list[Rollout]:
+    model = get_model(session, name)
+    return list(
+        session.scalars(
+            select(Rollout)
+            .where(Rollout.model_id == model.id)
+            .order_by(Rollout.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def active_rollouts(session: Session) -> list[Rollout]:
+    return list(
+        session.scalars(
+            select(Rollout).where(Rollout.state.in_(ACTIVE_STATES)).order_by(Rollout.id)
+        )
+    )

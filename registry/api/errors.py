@@ -1,0 +1,78 @@
+"""One place that turns errors into JSON responses with the right status code."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.errors import ShelfError
+
+log = logging.getLogger("shelf.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid_input",
+}
+
+
+def error_body(code: str, message: str, **detail: object) -> dict[str, object]:
+    return {"error": code, "message": message, "detail": detail}
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShelfError)
+    async def _shelf_error(_request: Request, exc: ShelfError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.code, exc.message, **exc.detail), status_code=exc.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("invalid_input", _describe_validation(exc), errors=errors), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(DBIntegrityError)
+    async def _db_conflict(_request: Request, exc: DBIntegrityError) -> JSONResponse:
+        log.info("database constraint violated: %s", exc.orig)
+        return JSONResponse(
+            error_body("conflict", "the change conflicts with the current state; retry"),
+            status_code=409,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            error_body("internal", "internal server error; see the server log"), status_code=500
+        )

@@ -1,0 +1,283 @@
+"""Models, versions, aliases, audit events and file downloads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.api.deps import AppContext, caller, context, requires
+from registry.api.schemas import (
+    AliasOut,
+    AliasSet,
+    EventOut,
+    EventPage,
+    ModelOut,
+    ModelPage,
+    VersionCreate,
+    VersionOut,
+    VersionPage,
+    VersionPatch,
+)
+from registry.auth import Principal
+from registry.config import Role
+from registry.db.models import Alias, Model, ModelVersion
+from registry.errors import InvalidInput, NotFound
+from registry.names import Reference, check_manifest_path
+from registry.services import aliases, audit, versions
+from registry.services.models import get_model, list_models
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+PAGE_MAX = 500
+
+
+def _aliases_by_version(session: Session, model: Model) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = {}
+    for row in aliases.list_aliases(session, model):
+        result.setdefault(row.version_id, []).append(row.name)
+    return result
+
+
+def _version_out(session: Session, row: ModelVersion, with_files: bool = False) -> VersionOut:
+    names = _aliases_by_version(session, row.model).get(row.id, [])
+    files = versions.files_of(session, row) if with_files else None
+    return VersionOut.of(row, names, files)
+
+
+def _reference(name: str, ref: str) -> Reference:
+    return Reference.parse(f"{name}@{ref}")
+
+
+def _token_int(token: str | None) -> int | None:
+    if token is None:
+        return None
+    if not token.isdigit():
+        raise InvalidInput(f"invalid page token {token!r}")
+    return int(token)
+
+
+def _model_out(session: Session, model: Model) -> ModelOut:
+    latest = session.scalar(
+        select(ModelVersion.version)
+        .where(ModelVersion.model_id == model.id)
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    )
+    return ModelOut(
+        name=model.name,
+        description=model.description,
+        created_at=model.created_at,
+        created_by=model.created_by,
+        latest_version=latest,
+        aliases={a.name: a.version.version for a in aliases.list_aliases(session, model)},
+    )
+
+
+@router.get("/models", response_model=ModelPage)
+def get_models(
+    limit: int = Query(100, ge=1, le=PAGE_MAX),
+    page_token: str | None = None,
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
+) -> ModelPage:
+    with ctx.database.session() as session:
+        rows = list_models(session, limit + 1, page_token)
+        items = [_model_out(session, m) for m in rows[:limit]]
+    return ModelPage(
+        items=items, next_page_token=rows[limit - 1].name if len(rows) > limit else None
+    )
+
+
+@router.get("/models/{name}", response_model=ModelOut)
+def get_one_model(
+    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+) -> ModelOut:
+    with ctx.database.session() as session:
+        return _model_out(session, get_model(session, name))
+
+
+@router.post("/models/{name}/versions", response_model=VersionOut, status_code=201)
+def create_version(
+    name: str,
+    body: VersionCreate,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.publish)),
+) -> VersionOut:
+    files = [versions.FileEntry(f.path, f.size, f.digest) for f in body.files]
+    spec = versions.VersionSpec(
+        description=body.description,
+        tags=body.tags,
+        source_uri=body.source_uri,
+        git_commit=body.git_commit,
+        run_id=body.run_id,
+        data_window_start=body.data_window_start,
+        data_window_end=body.data_window_end,
+        serving_url=body.serving_url,
+        reference_profile=body.reference_profile,
+    )
+    with ctx.database.session() as session:
+        row = versions.register_version(session, name, files, spec, who.name)
+        return _version_out(session, row, with_files=True)
+
+
+@router.get("/models/{name}/versions", response_model=VersionPage)
+def get_versions(
+    name: str,
+    limit: int = Query(50, ge=1, le=PAGE_MAX),
+    page_token: str | None = None,
+    tag: list[str] = Query(default=[], description="key=value; repeat to require several"),
+    status: str | None = None,
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
+) -> VersionPage:
+    tags = {}
+    for item in tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"invalid tag filter {item!r}: expected key=value")
+        tags[key] = value
+    with ctx.database.session() as session:
+        rows, total = versions.list_versions(
+            session, name, limit + 1, _token_int(page_token), tags, status
+        )
+        by_version = _aliases_by_version(session, get_model(session, name))
+        items = [VersionOut.of(r, by_version.get(r.id, [])) for r in rows[:limit]]
+    next_token = str(rows[limit - 1].version) if len(rows) > limit else None
+    return VersionPage(items=items, total=total, next_page_token=next_token)
+
+
+@router.get("/models/{name}/versions/{ref}", response_model=VersionOut)
+def get_version(
+    name: str, ref: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+) -> VersionOut:
+    """``ref`` is a version number, an alias, or ``latest``."""
+    with ctx.database.session() as session:
+        row = versions.resolve(session, _reference(name, ref))
+        return _version_out(session, row, with_files=True)
+
+
+@router.patch("/models/{name}/versions/{version}", response_model=VersionOut)
+def patch_version(
+    name: str,
+    version: int,
+    body: VersionPatch,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.publish)),
+) -> VersionOut:
+    with ctx.database.session() as session:
+        row = versions.update_version(
+            session,
+            Reference(name, version=version),
+            who.name,
+            description=body.description,
+            status=body.status,
+            set_tags=body.tags,
+            remove_tags=body.remove_tags,
+        )
+        return _version_out(session, row, with_files=True)
+
+
+@router.get("/models/{name}/versions/{ref}/files/{path:path}")
+def download_file(
+    name: str,
+    ref: str,
+    path: str,
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
+) -> StreamingResponse:
+    """Streams one file; the stream is cut (never completed) if the stored bytes are corrupt."""
+    check_manifest_path(path)
+    with ctx.database.session() as session:
+        row = versions.resolve(session, _reference(name, ref))
+        entry = next((f for f in versions.files_of(session, row) if f.path == path), None)
+        if entry is None:
+            raise NotFound(f"{name}@{row.version} has no file {path!r}")
+        digest, size, number = entry.digest, entry.size, row.version
+
+    def chunks() -> Iterator[bytes]:
+        yield from ctx.store.read_blob(digest)
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(size),
+            "ETag": f'"sha256:{digest}"',
+            "X-Shelf-Digest": f"sha256:{digest}",
+            "X-Shelf-Version": str(number),
+        },
+    )
+
+
+@router.get("/models/{name}/aliases", response_model=list[AliasOut])
+def get_aliases(
+    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+) -> list[AliasOut]:
+    with ctx.database.session() as session:
+        model = get_model(session, name)
+        return [AliasOut.of(model, a) for a in aliases.list_aliases(session, model)]
+
+
+@router.put("/models/{name}/aliases/{alias}", response_model=AliasOut)
+def put_alias(
+    name: str,
+    alias: str,
+    body: AliasSet,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.deploy)),
+) -> AliasOut:
+    with ctx.database.session() as session:
+        row: Alias = aliases.set_alias(session, name, alias, body.version, who.name, body.reason)
+        return AliasOut.of(get_model(session, name), row)
+
+
+@router.delete("/models/{name}/aliases/{alias}", status_code=204)
+def delete_alias(
+    name: str,
+    alias: str,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.deploy)),
+) -> None:
+    with ctx.database.session() as session:
+        aliases.delete_alias(session, name, alias, who.name)
+
+
+@router.get("/models/{name}/events", response_model=EventPage)
+def get_model_events(
+    name: str,
+    limit: int = Query(100, ge=1, le=PAGE_MAX),
+    page_token: str | None = None,
+    kind: list[str] = Query(default=[]),
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
+) -> EventPage:
+    with ctx.database.session() as session:
+        model = get_model(session, name)
+        rows = audit.list_events(session, model, limit + 1, _token_int(page_token), kind)
+        items = [EventOut.of(r, model.name) for r in rows[:limit]]
+    return EventPage(
+        items=items, next_page_token=str(rows[limit - 1].id) if len(rows) > limit else None
+    )
+
+
+@router.get("/events", response_model=EventPage)
+def get_events(
+    limit: int = Query(100, ge=1, le=PAGE_MAX),
+    page_token: str | None = None,
+    kind: list[str] = Query(default=[]),
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
+) -> EventPage:
+    with ctx.database.session() as session:
+        rows = audit.list_events(session, None, limit + 1, _token_int(page_token), kind)
+        names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
+        items = [
+            EventOut.of(r, names.get(r.model_id) if r.model_id else None) for r in rows[:limit]
+        ]
+    return EventPage(
+        items=items, next_page_token=str(rows[limit - 1].id) if len(rows) > limit else None
+    )

@@ -1,0 +1,208 @@
+"""Request and response bodies of the registry API."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from registry.db.models import Alias, AuditEvent, Model, ModelVersion, VersionFile
+
+DIGEST_PATTERN = r"^[0-9a-f]{64}$"
+
+
+def _as_utc(value: datetime | date | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time.min)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileEntryIn(Strict):
+    path: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0)
+    digest: str = Field(pattern=DIGEST_PATTERN)
+
+
+class VersionCreate(Strict):
+    files: list[FileEntryIn] = Field(min_length=1, max_length=100_000)
+    description: str = Field(default="", max_length=10_000)
+    tags: dict[str, str] = Field(default_factory=dict)
+    source_uri: str | None = Field(default=None, max_length=2048)
+    git_commit: str | None = Field(default=None, max_length=64)
+    run_id: str | None = Field(default=None, max_length=256)
+    data_window_start: datetime | None = None
+    data_window_end: datetime | None = None
+    serving_url: str | None = Field(default=None, max_length=2048)
+    reference_profile: dict[str, Any] | None = None
+
+    @field_validator("data_window_start", "data_window_end", mode="before")
+    @classmethod
+    def _dates_are_utc(cls, value: Any) -> Any:
+        if isinstance(value, str) and len(value) == 10:
+            return _as_utc(date.fromisoformat(value))
+        return value
+
+    @field_validator("data_window_start", "data_window_end", mode="after")
+    @classmethod
+    def _naive_is_utc(cls, value: datetime | None) -> datetime | None:
+        return _as_utc(value)
+
+
+class VersionPatch(Strict):
+    description: str | None = Field(default=None, max_length=10_000)
+    status: str | None = None
+    tags: dict[str, str] | None = Field(default=None, description="Tags to set or overwrite")
+    remove_tags: list[str] = Field(default_factory=list)
+
+
+class AliasSet(Strict):
+    version: int = Field(ge=1)
+    reason: str = Field(default="", max_length=1000)
+
+
+class DigestList(Strict):
+    digests: list[str] = Field(max_length=100_000)
+
+
+class FileOut(BaseModel):
+    path: str
+    size: int
+    digest: str
+
+    @classmethod
+    def of(cls, row: VersionFile) -> FileOut:
+        return cls(path=row.path, size=row.size, digest=row.digest)
+
+
+class VersionOut(BaseModel):
+    model: str
+    version: int
+    status: str
+    description: str
+    tags: dict[str, str]
+    aliases: list[str]
+    source_uri: str | None
+    git_commit: str | None
+    run_id: str | None
+    data_window_start: datetime | None
+    data_window_end: datetime | None
+    serving_url: str | None
+    reference_profile: dict[str, Any] | None
+    manifest_digest: str
+    total_size: int
+    file_count: int
+    created_at: datetime
+    created_by: str
+    files: list[FileOut] | None = None
+
+    @classmethod
+    def of(
+        cls, row: ModelVersion, aliases: list[str], files: list[VersionFile] | None = None
+    ) -> VersionOut:
+        return cls(
+            model=row.model.name,
+            version=row.version,
+            status=row.status,
+            description=row.description,
+            tags=row.tags,
+            aliases=aliases,
+            source_uri=row.source_uri,
+            git_commit=row.git_commit,
+            run_id=row.run_id,
+            data_window_start=row.data_window_start,
+            data_window_end=row.data_window_end,
+            serving_url=row.serving_url,
+            reference_profile=row.reference_profile,
+            manifest_digest=row.manifest_digest,
+            total_size=row.total_size,
+            file_count=row.file_count,
+            created_at=row.created_at,
+            created_by=row.created_by,
+            files=[FileOut.of(f) for f in files] if files is not None else None,
+        )
+
+
+class VersionPage(BaseModel):
+    items: list[VersionOut]
+    total: int
+    next_page_token: str | None
+
+
+class AliasOut(BaseModel):
+    model: str
+    alias: str
+    version: int
+    updated_at: datetime
+    updated_by: str
+
+    @classmethod
+    def of(cls, model: Model, row: Alias) -> AliasOut:
+        return cls(
+            model=model.name,
+            alias=row.name,
+            version=row.version.version,
+            updated_at=row.updated_at,
+            updated_by=row.updated_by,
+        )
+
+
+class ModelOut(BaseModel):
+    name: str
+    description: str
+    created_at: datetime
+    created_by: str
+    latest_version: int | None
+    aliases: dict[str, int]
+
+
+class ModelPage(BaseModel):
+    items: list[ModelOut]
+    next_page_token: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    kind: str
+    actor: str
+    at: datetime
+    model: str | None
+    payload: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: AuditEvent, model_name: str | None) -> EventOut:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            actor=row.actor,
+            at=row.at,
+            model=model_name,
+            payload=row.payload,
+        )
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_page_token: str | None
+
+
+class BlobOut(BaseModel):
+    digest: str
+    size: int
+    created: bool
+
+
+class MissingBlobs(BaseModel):
+    missing: list[str]
+
+
+class ErrorOut(BaseModel):
+    error: str
+    message: str
+    detail: dict[str, Any] = Field(default_factory=dict)

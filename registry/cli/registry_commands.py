@@ -1,0 +1,418 @@
+"""Registry commands: register, versions, show, download, update, alias, history, models."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from registry.cli import output
+from registry.cli.client import ShelfClient
+from registry.cli.output import human_size, print_json, short_time, table
+from registry.cli.transfer import collect, download_version, hash_files, upload_missing
+from registry.errors import InvalidInput
+from registry.names import Reference, check_alias, check_model_name
+
+_GIT_REF = re.compile(r"@([0-9a-f]{7,40})$")
+
+
+def client_of(ctx: click.Context) -> ShelfClient:
+    client: ShelfClient = ctx.obj["client"]()
+    return client
+
+
+def parse_tags(values: tuple[str, ...]) -> dict[str, str]:
+    tags = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"invalid tag {item!r}: expected key=value")
+        tags[key] = value
+    return tags
+
+
+def parse_window(text: str | None) -> tuple[str | None, str | None]:
+    """``2026-01-01..2026-06-30`` (dates or ISO datetimes; either side may be empty)."""
+    if text is None:
+        return None, None
+    start, sep, end = text.partition("..")
+    if not sep:
+        raise InvalidInput(f"invalid data window {text!r}: expected START..END")
+    return (start or None), (end or None)
+
+
+def _version_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            v["version"],
+            v["status"],
+            ",".join(v["aliases"]),
+            human_size(v["total_size"]),
+            v["file_count"],
+            short_time(v["created_at"]),
+            v["created_by"],
+            " ".join(f"{k}={val}" for k, val in v["tags"].items()),
+        ]
+        for v in items
+    ]
+
+
+@click.command()
+@click.argument("name")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--source", "source_uri", help="Where the model came from (e.g. git+https://…@commit)"
+)
+@click.option("--git-commit", help="Commit of the training code (taken from --source's @ref too)")
+@click.option("--run-id", help="Training run id (experiment tracker, CI job …)")
+@click.option("--data-window", help="Training-data window START..END (dates or ISO datetimes)")
+@click.option("--serving-url", help="Where a model server for this version answers")
+@click.option("--description", default="", help="Free-form description")
+@click.option("--tag", "tags", multiple=True, help="key=value; repeatable")
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="JSON reference profile (class frequencies, confidence histogram)",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON")
+@click.pass_context
+def register(
+    ctx: click.Context,
+    name: str,
+    path: Path,
+    source_uri: str | None,
+    git_commit: str | None,
+    run_id: str | None,
+    data_window: str | None,
+    serving_url: str | None,
+    description: str,
+    tags: tuple[str, ...],
+    profile_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Register PATH (a file or a directory) as the next version of model NAME."""
+    import json
+
+    check_model_name(name)
+    start, end = parse_window(data_window)
+    if git_commit is None and source_uri and (match := _GIT_REF.search(source_uri)):
+        git_commit = match.group(1)
+    profile = None
+    if profile_path is not None:
+        try:
+            profile = json.loads(profile_path.read_text())
+        except ValueError as exc:
+            raise InvalidInput(f"{profile_path}: not valid JSON ({exc})") from None
+    show = ctx.obj["progress"] and not as_json
+    files = hash_files(collect(path), show)
+    client = client_of(ctx)
+    sent = upload_missing(client, files, show)
+    body = {
+        "files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files],
+        "description": description,
+        "tags": parse_tags(tags),
+        "source_uri": source_uri,
+        "git_commit": git_commit,
+        "run_id": run_id,
+        "data_window_start": start,
+        "data_window_end": end,
+        "serving_url": serving_url,
+        "reference_profile": profile,
+    }
+    version = client.post(f"/v1/models/{name}/versions", body)
+    if as_json:
+        print_json(version)
+        return
+    total = sum(f.size for f in files)
+    output.console.print(
+        f"registered [bold]{name}@{version['version']}[/bold]: {len(files)} file(s), "
+        f"{human_size(total)} ({human_size(sent)} uploaded, "
+        f"{human_size(total - sent)} already stored)"
+    )
+
+
+@click.command()
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--page-token", help="From the previous page's next_page_token")
+@click.option("--tag", "tags", multiple=True, help="Only versions with key=value; repeatable")
+@click.option("--status", type=click.Choice(["ready", "archived"]))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def versions(
+    ctx: click.Context,
+    name: str,
+    limit: int,
+    page_token: str | None,
+    tags: tuple[str, ...],
+    status: str | None,
+    as_json: bool,
+) -> None:
+    """List the versions of NAME, newest first."""
+    check_model_name(name)
+    params: dict[str, Any] = {"limit": limit, "tag": list(tags)}
+    if page_token:
+        params["page_token"] = page_token
+    if status:
+        params["status"] = status
+    page = client_of(ctx).get(f"/v1/models/{name}/versions", params=params)
+    if as_json:
+        print_json(page)
+        return
+    table(
+        ["version", "status", "aliases", "size", "files", "created", "by", "tags"],
+        _version_rows(page["items"]),
+        title=f"{name}: {page['total']} version(s)",
+    )
+    if page["next_page_token"]:
+        output.console.print(f"more: --page-token {page['next_page_token']}")
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show a version: NAME@3, NAME@champion or NAME (latest)."""
+    parsed = Reference.parse(ref)
+    version = client_of(ctx).get(f"/v1/models/{parsed.model}/versions/{parsed.selector}")
+    if as_json:
+        print_json(version)
+        return
+    window = ""
+    if version["data_window_start"] or version["data_window_end"]:
+        start, end = version["data_window_start"], version["data_window_end"]
+        window = f"{short_time(start)} .. {short_time(end)}"
+    fields = [
+        ("version", f"{version['model']}@{version['version']}"),
+        ("status", version["status"]),
+        ("aliases", ", ".join(version["aliases"]) or "-"),
+        ("created", f"{short_time(version['created_at'])} by {version['created_by']}"),
+        ("source", version["source_uri"] or "-"),
+        ("git commit", version["git_commit"] or "-"),
+        ("run id", version["run_id"] or "-"),
+        ("data window", window or "-"),
+        ("serving url", version["serving_url"] or "-"),
+        ("tags", " ".join(f"{k}={v}" for k, v in version["tags"].items()) or "-"),
+        ("description", version["description"] or "-"),
+        ("manifest", f"sha256:{version['manifest_digest']}"),
+        ("size", f"{human_size(version['total_size'])} in {version['file_count']} file(s)"),
+    ]
+    for key, value in fields:
+        output.console.print(f"[bold]{key:>12}[/bold]  {value}", highlight=False)
+    table(
+        ["path", "size", "sha256"],
+        [[f["path"], human_size(f["size"]), f["digest"]] for f in version["files"] or []],
+    )
+
+
+@click.command()
+@click.argument("ref")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory to write the version's files into",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON")
+@click.pass_context
+def download(ctx: click.Context, ref: str, out_dir: Path, as_json: bool) -> None:
+    """Download a version bit-exact; every file's size and sha256 are verified."""
+    parsed = Reference.parse(ref)
+    client = client_of(ctx)
+    version = client.get(f"/v1/models/{parsed.model}/versions/{parsed.selector}")
+    written = download_version(
+        client,
+        parsed.model,
+        version["version"],
+        version["files"],
+        out_dir,
+        ctx.obj["progress"] and not as_json,
+    )
+    if as_json:
+        print_json(
+            {
+                "model": parsed.model,
+                "version": version["version"],
+                "files": [str(p) for p in written],
+            }
+        )
+        return
+    output.console.print(
+        f"downloaded {parsed.model}@{version['version']}: {len(written)} file(s), "
+        f"{human_size(version['total_size'])} into {out_dir} (sha256 verified)"
+    )
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--description")
+@click.option("--status", type=click.Choice(["ready", "archived"]))
+@click.option("--tag", "tags", multiple=True, help="key=value to set; repeatable")
+@click.option("--untag", "untags", multiple=True, help="Tag key to remove; repeatable")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def update(
+    ctx: click.Context,
+    ref: str,
+    description: str | None,
+    status: str | None,
+    tags: tuple[str, ...],
+    untags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Change a version's tags, description or status (nothing else ever changes)."""
+    parsed = Reference.parse(ref)
+    client = client_of(ctx)
+    number = client.get(f"/v1/models/{parsed.model}/versions/{parsed.selector}")["version"]
+    body: dict[str, Any] = {"remove_tags": list(untags)}
+    if description is not None:
+        body["description"] = description
+    if status is not None:
+        body["status"] = status
+    if tags:
+        body["tags"] = parse_tags(tags)
+    version = client.patch(f"/v1/models/{parsed.model}/versions/{number}", body)
+    if as_json:
+        print_json(version)
+    else:
+        output.console.print(f"updated {parsed.model}@{number}")
+
+
+@click.group()
+def alias() -> None:
+    """Move, list and delete aliases such as champion."""
+
+
+@alias.command("set")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.argument("version", type=int)
+@click.option("--reason", default="", help="Recorded in the audit trail")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alias_set(
+    ctx: click.Context, name: str, alias_name: str, version: int, reason: str, as_json: bool
+) -> None:
+    """Point ALIAS of model NAME at VERSION."""
+    check_model_name(name)
+    check_alias(alias_name)
+    result = client_of(ctx).put(
+        f"/v1/models/{name}/aliases/{alias_name}", {"version": version, "reason": reason}
+    )
+    if as_json:
+        print_json(result)
+    else:
+        output.console.print(f"{name}@{alias_name} -> {version}")
+
+
+@alias.command("list")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def alias_list(ctx: click.Context, name: str, as_json: bool) -> None:
+    check_model_name(name)
+    rows = client_of(ctx).get(f"/v1/models/{name}/aliases")
+    if as_json:
+        print_json(rows)
+        return
+    table(
+        ["alias", "version", "updated", "by"],
+        [[a["alias"], a["version"], short_time(a["updated_at"]), a["updated_by"]] for a in rows],
+    )
+
+
+@alias.command("delete")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.pass_context
+def alias_delete(ctx: click.Context, name: str, alias_name: str) -> None:
+    check_model_name(name)
+    client_of(ctx).delete(f"/v1/models/{name}/aliases/{alias_name}")
+    output.console.print(f"deleted {name}@{alias_name}")
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    payload = event["payload"]
+    kind = event["kind"]
+    if kind == "version.registered":
+        return f"version {payload.get('version')} ({payload.get('files')} file(s))"
+    if kind == "alias.set":
+        before = payload.get("previous_version")
+        move = f"{before} -> {payload.get('version')}" if before else f"-> {payload.get('version')}"
+        reason = f" ({payload['reason']})" if payload.get("reason") else ""
+        return f"{payload.get('alias')} {move}{reason}"
+    if kind == "alias.deleted":
+        return f"{payload.get('alias')} (was {payload.get('previous_version')})"
+    if kind == "version.updated":
+        changed = ", ".join(k for k in payload if k != "version")
+        return f"version {payload.get('version')}: {changed}"
+    details = {k: v for k, v in payload.items() if not isinstance(v, dict | list)}
+    return " ".join(f"{k}={v}" for k, v in details.items())
+
+
+@click.command()
+@click.argument("name")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--page-token")
+@click.option("--kind", "kinds", multiple=True, help="Only events of this kind; repeatable")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def history(
+    ctx: click.Context,
+    name: str,
+    limit: int,
+    page_token: str | None,
+    kinds: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """The audit trail of NAME: registrations, alias moves, rollouts; who and when."""
+    check_model_name(name)
+    params: dict[str, Any] = {"limit": limit, "kind": list(kinds)}
+    if page_token:
+        params["page_token"] = page_token
+    page = client_of(ctx).get(f"/v1/models/{name}/events", params=params)
+    if as_json:
+        print_json(page)
+        return
+    table(
+        ["id", "when", "who", "event", "details"],
+        [
+            [e["id"], short_time(e["at"]), e["actor"], e["kind"], describe_event(e)]
+            for e in page["items"]
+        ],
+        title=f"{name}: history",
+    )
+    if page["next_page_token"]:
+        output.console.print(f"more: --page-token {page['next_page_token']}")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """List registered models."""
+    page = client_of(ctx).get("/v1/models", params={"limit": 500})
+    if as_json:
+        print_json(page)
+        return
+    table(
+        ["model", "latest", "aliases", "created"],
+        [
+            [
+                m["name"],
+                m["latest_version"],
+                " ".join(f"{a}={v}" for a, v in m["aliases"].items()),
+                short_time(m["created_at"]),
+            ]
+            for m in page["items"]
+        ],
+    )
+
+
+COMMANDS = [register, versions, show, download, update, alias, history, models]

@@ -1,0 +1,165 @@
+"""Moving files to and from the registry: hash, upload only what is missing, download verified."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from registry.cli.client import ShelfClient
+from registry.errors import IntegrityError, InvalidInput
+from registry.names import check_manifest_path
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: str  # inside the version, '/'-separated
+    source: Path
+    size: int
+    digest: str
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=True,
+    )
+
+
+def collect(root: Path) -> list[tuple[str, Path]]:
+    """The files of a version: PATH itself if a file, else every regular file below it."""
+    if not root.exists():
+        raise InvalidInput(f"{root} does not exist")
+    if root.is_file():
+        return [(root.name, root)]
+    if not root.is_dir():
+        raise InvalidInput(f"{root} is neither a file nor a directory")
+    found = []
+    for directory, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            source = Path(directory) / name
+            if not source.is_file():
+                raise InvalidInput(f"{source} is not a regular file")
+            relative = source.relative_to(root).as_posix()
+            found.append((check_manifest_path(relative), source))
+    if not found:
+        raise InvalidInput(f"{root} contains no files")
+    return found
+
+
+def hash_files(files: list[tuple[str, Path]], show_progress: bool) -> list[LocalFile]:
+    total = sum(source.stat().st_size for _, source in files)
+    hashed = []
+    with _progress(show_progress) as progress:
+        task = progress.add_task("hashing", total=total)
+        for path, source in files:
+            digest = hashlib.sha256()
+            size = 0
+            with source.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    progress.advance(task, len(chunk))
+            hashed.append(LocalFile(path, source, size, digest.hexdigest()))
+    return hashed
+
+
+def _read_chunks(source: Path, on_chunk: Callable[[int], object]) -> Iterator[bytes]:
+    with source.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            on_chunk(len(chunk))
+            yield chunk
+
+
+def upload_missing(client: ShelfClient, files: list[LocalFile], show_progress: bool) -> int:
+    """Uploads the blobs the registry lacks; returns the bytes sent."""
+    digests = sorted({f.digest for f in files})
+    missing = set(client.post("/v1/blobs/missing", {"digests": digests})["missing"])
+    todo: dict[str, LocalFile] = {}
+    for entry in files:
+        if entry.digest in missing:
+            todo.setdefault(entry.digest, entry)
+    total = sum(f.size for f in todo.values())
+    with _progress(show_progress) as progress:
+        task = progress.add_task("uploading", total=total)
+        for entry in todo.values():
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+
+            client.upload_blob(entry.digest, entry.size, _read_chunks(entry.source, advance))
+    return total
+
+
+def download_version(
+    client: ShelfClient,
+    model: str,
+    version: int,
+    files: list[dict[str, object]],
+    out_dir: Path,
+    show_progress: bool,
+) -> list[Path]:
+    """Writes each file to a temporary name, verifies size and sha256, then renames it into
+    place, so a failed or corrupted download never leaves a plausible-looking file behind."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    total = sum(int(f["size"]) for f in files)  # type: ignore[call-overload]
+    with _progress(show_progress) as progress:
+        task = progress.add_task("downloading", total=total)
+        for entry in files:
+            path = check_manifest_path(str(entry["path"]))
+            target = out_dir.joinpath(*path.split("/"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".shelf-partial-")
+            try:
+                digest = hashlib.sha256()
+                size = 0
+                with (
+                    os.fdopen(fd, "wb") as handle,
+                    client.stream(
+                        f"/v1/models/{model}/versions/{version}/files/{path}"
+                    ) as response,
+                ):
+                    try:
+                        for chunk in response.iter_bytes(CHUNK):
+                            handle.write(chunk)
+                            digest.update(chunk)
+                            size += len(chunk)
+                            progress.advance(task, len(chunk))
+                    except httpx.HTTPError as exc:
+                        raise IntegrityError(
+                            f"download of {path!r} was cut short ({exc.__class__.__name__}); "
+                            "the stored copy may be corrupt"
+                        ) from None
+                if size != entry["size"] or digest.hexdigest() != entry["digest"]:
+                    raise IntegrityError(
+                        f"{path!r}: got {size} bytes with sha256 {digest.hexdigest()}, expected "
+                        f"{entry['size']} bytes with sha256 {entry['digest']}"
+                    )
+                os.replace(temp_name, target)
+            except BaseException:
+                Path(temp_name).unlink(missing_ok=True)
+                raise
+            written.append(target)
+    return written

@@ -1,0 +1,1 @@
+"""Registry operations: each one a transaction that also writes its audit event."""

@@ -1,0 +1,84 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from controller.plans import Position, RolloutPlan, decide, first_action
+from registry.errors import InvalidInput
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def at(state: str, step: int = 0, step_start: int = 0, started: datetime = T0,
+       step_started: datetime = T0) -> Position:
+    return Position(state, step, started, step_started, step_start)
+
+
+PLAN = RolloutPlan(steps=(5, 50, 100), min_samples=100, min_step_duration_s=60)
+
+
+def test_plans_validate_their_fields() -> None:
+    for bad in [dict(strategy="yolo"), dict(steps=(50, 5)), dict(steps=(0, 10)), dict(steps=(120,)),
+                dict(alpha=0.7), dict(on_timeout="pray"), dict(min_samples=0), dict(steps=())]:
+        with pytest.raises(InvalidInput):
+            RolloutPlan(**bad)  # type: ignore[arg-type]
+    assert RolloutPlan(strategy="blue-green").steps == (100.0,)
+    assert RolloutPlan(strategy="shadow", steps=()).steps == ()
+
+
+def test_plan_json_round_trip() -> None:
+    plan = RolloutPlan(strategy="shadow", steps=(10, 100), guardrails=("error_rate",))
+    assert RolloutPlan.from_json(plan.to_json()) == plan
+
+
+def test_pending_starts_at_the_first_step_or_shadow() -> None:
+    start = decide(PLAN, at("pending"), "continue", "", 0, T0)
+    assert (start.kind, start.weight_bp) == ("set_step", 500)
+    shadow = first_action(RolloutPlan(strategy="shadow"))
+    assert shadow.kind == "start_shadow" and shadow.mirror
+    assert first_action(RolloutPlan(strategy="blue-green")).weight_bp == 10_000
+
+
+def test_harm_rolls_back_at_once_even_when_paused() -> None:
+    for state in ("canary", "shadowing", "paused"):
+        action = decide(PLAN, at(state), "harm", "error_rate: harm", 1, T0)
+        assert action.kind == "roll_back" and "error_rate" in action.reason
+
+
+def test_a_step_advances_only_with_enough_samples_and_time() -> None:
+    later = T0 + timedelta(seconds=61)
+    assert decide(PLAN, at("canary"), "continue", "", 99, later).kind == "hold"
+    assert decide(PLAN, at("canary"), "continue", "", 500, T0 + timedelta(seconds=59)).kind == "hold"
+    advance = decide(PLAN, at("canary"), "continue", "", 100, later)
+    assert (advance.kind, advance.step_index, advance.weight_bp) == ("set_step", 1, 5000)
+    # samples count from the start of the step
+    assert decide(PLAN, at("canary", 1, step_start=100), "continue", "", 150, later).kind == "hold"
+
+
+def test_last_step_promotes_only_on_non_inferiority() -> None:
+    later = T0 + timedelta(seconds=61)
+    last = at("canary", 2)
+    assert decide(PLAN, last, "continue", "", 1000, later).kind == "hold"
+    assert decide(PLAN, last, "no_harm_within_margin", "", 1000, later).kind == "promote"
+
+
+def test_timeout_follows_the_explicit_policy() -> None:
+    expired = T0 + timedelta(seconds=PLAN.max_duration_s + 1)
+    assert decide(PLAN, at("canary"), "continue", "", 0, expired).kind == "roll_back"
+    eager = RolloutPlan(steps=(5,), on_timeout="promote")
+    assert decide(eager, at("canary"), "continue", "", 0, expired).kind == "promote"
+
+
+def test_shadow_then_canary_or_promote() -> None:
+    later = T0 + timedelta(seconds=400)
+    with_steps = RolloutPlan(strategy="shadow", steps=(10, 100), shadow_min_samples=50,
+                             shadow_duration_s=300)
+    assert decide(with_steps, at("shadowing"), "continue", "", 49, later).kind == "hold"
+    assert decide(with_steps, at("shadowing"), "continue", "", 50, later).kind == "set_step"
+    only = RolloutPlan(strategy="shadow", steps=(), shadow_min_samples=50, shadow_duration_s=300)
+    assert decide(only, at("shadowing"), "continue", "", 50, later).kind == "hold"
+    assert decide(only, at("shadowing"), "no_harm_within_margin", "", 50, later).kind == "promote"
+
+
+def test_final_states_never_act() -> None:
+    for state in ("promoted", "rolled_back", "aborted"):
+        assert decide(PLAN, at(state), "harm", "", 10**6, T0 + timedelta(days=9)).kind == "hold"

@@ -91,7 +91,7 @@ def start_rollout(
             session.flush()
     except DBIntegrityError:
         raise Conflict(f"model {name!r} already has an active rollout; abort it first") from None
-    transition(session, rollout, "pending", actor, f"started by {actor}", plan=plan.to_json())
+    transition(session, rollout, "pending", actor, f"started by {actor}", event="rollout.started")
     return rollout
 
 
@@ -113,6 +113,7 @@ def resume(session: Session, name: str, actor: str) -> Rollout:
         rollout.resume_state or "pending",
         actor,
         f"resumed by {actor}",
+        event="rollout.resumed",
         resume_state=None,
     )
     return rollout

@@ -62,10 +62,12 @@ def transition(
     state: str,
     actor: str,
     reason: str,
-    evidence: dict[str, Any] | None = None,
+    evidence: Any = None,
+    event: str | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
-    """Move ``rollout`` to ``state`` (with column ``changes``); returns the audit payload."""
+    """Move ``rollout`` to ``state`` (with column ``changes``) and announce it as ``event``
+    (default ``rollout.<state>``); returns the audit payload."""
     previous = rollout.state
     for column, value in changes.items():
         setattr(rollout, column, value)
@@ -85,7 +87,7 @@ def transition(
     if evidence is not None:
         payload["evidence"] = evidence
     model = session.get(Model, rollout.model_id)
-    event = f"rollout.{state}" if state != previous else "rollout.updated"
+    event = event or f"rollout.{state}"
     audit.record(session, event, actor, model, **payload)
     queue_webhooks(
         session,

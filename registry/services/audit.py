@@ -11,7 +11,7 @@ from registry.db.models import AuditEvent, Model
 
 
 def record(
-    session: Session, kind: str, actor: str, model: Model | None, **payload: Any
+    session: Session, kind: str, actor: str, model: Model | None, /, **payload: Any
 ) -> AuditEvent:
     event = AuditEvent(
         kind=kind, actor=actor, model_id=model.id if model else None, payload=payload

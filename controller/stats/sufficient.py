@@ -194,9 +194,7 @@ class ArmStats:
         return total
 
     def is_empty(self) -> bool:
-        return (
-            self.requests == 0 and self.labels == 0 and self.rewards == 0 and self.compared == 0
-        )
+        return self.requests == 0 and self.labels == 0 and self.rewards == 0 and self.compared == 0
 
     # -- serialisation ---------------------------------------------------------------------
 

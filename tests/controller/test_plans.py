@@ -8,8 +8,13 @@ from registry.errors import InvalidInput
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-def at(state: str, step: int = 0, step_start: int = 0, started: datetime = T0,
-       step_started: datetime = T0) -> Position:
+def at(
+    state: str,
+    step: int = 0,
+    step_start: int = 0,
+    started: datetime = T0,
+    step_started: datetime = T0,
+) -> Position:
     return Position(state, step, started, step_started, step_start)
 
 
@@ -17,8 +22,16 @@ PLAN = RolloutPlan(steps=(5, 50, 100), min_samples=100, min_step_duration_s=60)
 
 
 def test_plans_validate_their_fields() -> None:
-    for bad in [dict(strategy="yolo"), dict(steps=(50, 5)), dict(steps=(0, 10)), dict(steps=(120,)),
-                dict(alpha=0.7), dict(on_timeout="pray"), dict(min_samples=0), dict(steps=())]:
+    for bad in [
+        dict(strategy="yolo"),
+        dict(steps=(50, 5)),
+        dict(steps=(0, 10)),
+        dict(steps=(120,)),
+        dict(alpha=0.7),
+        dict(on_timeout="pray"),
+        dict(min_samples=0),
+        dict(steps=()),
+    ]:
         with pytest.raises(InvalidInput):
             RolloutPlan(**bad)  # type: ignore[arg-type]
     assert RolloutPlan(strategy="blue-green").steps == (100.0,)
@@ -47,7 +60,9 @@ def test_harm_rolls_back_at_once_even_when_paused() -> None:
 def test_a_step_advances_only_with_enough_samples_and_time() -> None:
     later = T0 + timedelta(seconds=61)
     assert decide(PLAN, at("canary"), "continue", "", 99, later).kind == "hold"
-    assert decide(PLAN, at("canary"), "continue", "", 500, T0 + timedelta(seconds=59)).kind == "hold"
+    assert (
+        decide(PLAN, at("canary"), "continue", "", 500, T0 + timedelta(seconds=59)).kind == "hold"
+    )
     advance = decide(PLAN, at("canary"), "continue", "", 100, later)
     assert (advance.kind, advance.step_index, advance.weight_bp) == ("set_step", 1, 5000)
     # samples count from the start of the step
@@ -70,8 +85,9 @@ def test_timeout_follows_the_explicit_policy() -> None:
 
 def test_shadow_then_canary_or_promote() -> None:
     later = T0 + timedelta(seconds=400)
-    with_steps = RolloutPlan(strategy="shadow", steps=(10, 100), shadow_min_samples=50,
-                             shadow_duration_s=300)
+    with_steps = RolloutPlan(
+        strategy="shadow", steps=(10, 100), shadow_min_samples=50, shadow_duration_s=300
+    )
     assert decide(with_steps, at("shadowing"), "continue", "", 49, later).kind == "hold"
     assert decide(with_steps, at("shadowing"), "continue", "", 50, later).kind == "set_step"
     only = RolloutPlan(strategy="shadow", steps=(), shadow_min_samples=50, shadow_duration_s=300)

@@ -52,15 +52,20 @@ class ShelfServer:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def cli(
-        self, *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 120
+        self,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         run_env = {**self.env, "SHELF_URL": self.url, **(env or {})}
         result = subprocess.run(
             [*shelf_command(), *args], env=run_env, capture_output=True, text=True, timeout=timeout
         )
         if check and result.returncode != 0:
+            command = " ".join(args)
             raise AssertionError(
-                f"shelf {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+                f"shelf {command} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
             )
         return result
 
@@ -68,9 +73,17 @@ class ShelfServer:
         assert self.log_path is not None
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [*shelf_command(), "server", "--port", self.url.rsplit(":", 1)[1],
-             "--gateway-port", self.gateway_url.rsplit(":", 1)[1]],
-            env={**self.env, **self.extra_env}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                *shelf_command(),
+                "server",
+                "--port",
+                self.url.rsplit(":", 1)[1],
+                "--gateway-port",
+                self.gateway_url.rsplit(":", 1)[1],
+            ],
+            env={**self.env, **self.extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -29,12 +29,23 @@ def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def test_register_list_show_download_alias_history(shelf_server: ShelfServer, tmp_path: Path) -> None:
+def test_register_list_show_download_alias_history(
+    shelf_server: ShelfServer, tmp_path: Path
+) -> None:
     model_dir = make_model_dir(tmp_path / "model", seed=1)
     out = shelf_server.cli(
-        "register", "fraud", str(model_dir), "--source", "git+https://example/repo@abc1234",
-        "--data-window", "2026-01-01..2026-06-30", "--serving-url", "http://127.0.0.1:9001",
-        "--tag", "team=risk", "--json",
+        "register",
+        "fraud",
+        str(model_dir),
+        "--source",
+        "git+https://example/repo@abc1234",
+        "--data-window",
+        "2026-01-01..2026-06-30",
+        "--serving-url",
+        "http://127.0.0.1:9001",
+        "--tag",
+        "team=risk",
+        "--json",
     )
     first = json.loads(out.stdout)
     assert first["version"] == 1 and first["git_commit"] == "abc1234"
@@ -63,7 +74,10 @@ def test_register_list_show_download_alias_history(shelf_server: ShelfServer, tm
 
     events = json.loads(shelf_server.cli("history", "fraud", "--json").stdout)["items"]
     assert [e["kind"] for e in events] == [
-        "alias.set", "version.registered", "version.registered", "model.created",
+        "alias.set",
+        "version.registered",
+        "version.registered",
+        "model.created",
     ]
     assert all(e["actor"] for e in events)
 
@@ -96,7 +110,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
 
 
 def test_unreachable_server_is_exit_10(shelf_server: ShelfServer) -> None:
-    result = shelf_server.cli("versions", "fraud", check=False, env={"SHELF_URL": "http://127.0.0.1:9"})
+    result = shelf_server.cli(
+        "versions", "fraud", check=False, env={"SHELF_URL": "http://127.0.0.1:9"}
+    )
     assert result.returncode == 10 and "cannot reach" in result.stderr
 
 
@@ -132,8 +148,10 @@ def test_corruption_in_the_store_fails_the_download_loudly(
 
 
 def test_tokens_gate_the_cli(backend_settings: Settings, tmp_path: Path) -> None:
-    tokens = [{"name": "ci", "role": "publish", "token": "p" * 32},
-              {"name": "oncall", "role": "deploy", "token": "d" * 32}]
+    tokens = [
+        {"name": "ci", "role": "publish", "token": "p" * 32},
+        {"name": "oncall", "role": "deploy", "token": "d" * 32},
+    ]
     server = make_server(backend_settings, tmp_path, SHELF_TOKENS=json.dumps(tokens))
     server.start()
     try:
@@ -142,12 +160,14 @@ def test_tokens_gate_the_cli(backend_settings: Settings, tmp_path: Path) -> None
         denied = server.cli("register", "fraud", str(model), check=False)
         assert denied.returncode == 8 and "token" in denied.stderr
         server.cli("register", "fraud", str(model), env={"SHELF_TOKEN": "p" * 32})
-        refused = server.cli("alias", "set", "fraud", "champion", "1", check=False,
-                             env={"SHELF_TOKEN": "p" * 32})
+        refused = server.cli(
+            "alias", "set", "fraud", "champion", "1", check=False, env={"SHELF_TOKEN": "p" * 32}
+        )
         assert refused.returncode == 8 and "deploy" in refused.stderr
         server.cli("alias", "set", "fraud", "champion", "1", env={"SHELF_TOKEN": "d" * 32})
-        events = json.loads(server.cli("history", "fraud", "--json",
-                                       env={"SHELF_TOKEN": "d" * 32}).stdout)["items"]
+        events = json.loads(
+            server.cli("history", "fraud", "--json", env={"SHELF_TOKEN": "d" * 32}).stdout
+        )["items"]
         assert [e["actor"] for e in events[:2]] == ["oncall", "ci"]
     finally:
         server.stop()

@@ -20,10 +20,15 @@ def upload(client: TestClient, data: bytes, headers: dict[str, str] | None = Non
 
 
 def register(
-    client: TestClient, name: str, files: dict[str, bytes], headers: dict[str, str] | None = None,
+    client: TestClient,
+    name: str,
+    files: dict[str, bytes],
+    headers: dict[str, str] | None = None,
     **metadata: Any,
 ) -> dict[str, Any]:
-    manifest = [{"path": p, "size": len(d), "digest": upload(client, d, headers)} for p, d in files.items()]
+    manifest = [
+        {"path": p, "size": len(d), "digest": upload(client, d, headers)} for p, d in files.items()
+    ]
     response = client.post(
         f"/v1/models/{name}/versions", json={"files": manifest, **metadata}, headers=headers or {}
     )

@@ -27,9 +27,14 @@ def blob_count(api: TestClient) -> int:
 def test_register_show_and_download_bit_exact(api: TestClient) -> None:
     files = {"model.bin": bytes(range(256)) * 1000, "conf/params.json": b'{"depth": 3}'}
     created = register(
-        api, "fraud", files, source_uri="git+https://example/repo@abc1234",
-        data_window_start="2026-01-01", data_window_end="2026-06-30",
-        serving_url="http://127.0.0.1:9001", tags={"team": "risk"},
+        api,
+        "fraud",
+        files,
+        source_uri="git+https://example/repo@abc1234",
+        data_window_start="2026-01-01",
+        data_window_end="2026-06-30",
+        serving_url="http://127.0.0.1:9001",
+        tags={"team": "risk"},
     )
     assert created["version"] == 1
     assert created["data_window_start"].startswith("2026-01-01T00:00:00")
@@ -54,7 +59,10 @@ def test_unchanged_files_are_stored_once(api: TestClient) -> None:
     assert blob_count(api) == before == 2
     third = register(api, "fraud", {**files, "c.bin": b"new"})
     assert third["version"] == 3 and blob_count(api) == 3
-    assert second["manifest_digest"] == api.get("/v1/models/fraud/versions/1").json()["manifest_digest"]
+    assert (
+        second["manifest_digest"]
+        == api.get("/v1/models/fraud/versions/1").json()["manifest_digest"]
+    )
 
 
 def test_mismatched_upload_leaves_no_blob_and_no_version(api: TestClient) -> None:
@@ -93,7 +101,8 @@ def test_errors_are_json_with_the_right_code(
 def test_manifest_paths_cannot_escape_the_version(api: TestClient, bad_path: str) -> None:
     digest = upload(api, b"x")
     response = api.post(
-        "/v1/models/fraud/versions", json={"files": [{"path": bad_path, "size": 1, "digest": digest}]}
+        "/v1/models/fraud/versions",
+        json={"files": [{"path": bad_path, "size": 1, "digest": digest}]},
     )
     assert response.status_code == 422, response.text
     assert "path" in response.json()["message"]
@@ -109,15 +118,20 @@ def test_size_must_match_the_blob_and_bodies_are_validated(api: TestClient) -> N
     assert no_files.status_code == 422 and "files" in no_files.json()["message"]
     backwards = api.post(
         "/v1/models/fraud/versions",
-        json={"files": [{"path": "x", "size": 4, "digest": digest}],
-              "data_window_start": "2026-06-01", "data_window_end": "2026-01-01"},
+        json={
+            "files": [{"path": "x", "size": 4, "digest": digest}],
+            "data_window_start": "2026-06-01",
+            "data_window_end": "2026-01-01",
+        },
     )
     assert backwards.status_code == 422 and "window" in backwards.json()["message"]
 
 
 def test_versions_paginate_newest_first_and_filter_by_tag(api: TestClient) -> None:
     for i in range(5):
-        register(api, "fraud", {"m.bin": f"v{i}".encode()}, tags={"parity": "even" if i % 2 else "odd"})
+        register(
+            api, "fraud", {"m.bin": f"v{i}".encode()}, tags={"parity": "even" if i % 2 else "odd"}
+        )
     first = api.get("/v1/models/fraud/versions", params={"limit": 2}).json()
     assert [v["version"] for v in first["items"]] == [5, 4] and first["total"] == 5
     second = api.get(
@@ -142,8 +156,12 @@ def test_aliases_move_resolve_and_are_audited(api: TestClient) -> None:
     events = api.get("/v1/models/fraud/events").json()["items"]
     kinds = [e["kind"] for e in events]
     assert kinds[:2] == ["alias.set", "alias.set"] and kinds.count("version.registered") == 2
-    assert events[0]["payload"] == {"alias": "champion", "version": 2, "previous_version": 1,
-                                   "reason": ""}
+    assert events[0]["payload"] == {
+        "alias": "champion",
+        "version": 2,
+        "previous_version": 1,
+        "reason": "",
+    }
     assert events[0]["actor"] == "bob"
     assert api.delete("/v1/models/fraud/aliases/champion").status_code == 204
     assert api.get("/v1/models/fraud/versions/champion").status_code == 404

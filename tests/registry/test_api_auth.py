@@ -45,9 +45,18 @@ def test_writes_need_their_role_and_the_audit_names_the_token(api: TestClient) -
     assert denied.status_code == 403 and "publish" in denied.json()["message"]
     register(api, "fraud", {"m": data}, headers=auth("publish"))
     alias = {"version": 1}
-    assert api.put("/v1/models/fraud/aliases/champion", json=alias, headers=auth("publish")).status_code == 403
-    assert api.put("/v1/models/fraud/aliases/champion", json=alias, headers=auth("deploy")).status_code == 200
+    assert (
+        api.put(
+            "/v1/models/fraud/aliases/champion", json=alias, headers=auth("publish")
+        ).status_code
+        == 403
+    )
+    assert (
+        api.put("/v1/models/fraud/aliases/champion", json=alias, headers=auth("deploy")).status_code
+        == 200
+    )
     events = api.get("/v1/models/fraud/events", headers=auth("read")).json()["items"]
     assert [(e["kind"], e["actor"]) for e in events[:2]] == [
-        ("alias.set", "deploy-bot"), ("version.registered", "publish-bot"),
+        ("alias.set", "deploy-bot"),
+        ("version.registered", "publish-bot"),
     ]

@@ -83,7 +83,7 @@ def test_a_retried_flush_cannot_be_counted_twice(database: Database) -> None:
     with database.session() as session:
         rollout_id = service.start_rollout(session, "fraud", 2, RolloutPlan(), "t").id
     add_delta(database, rollout_id, "champion", "g1", 7, 1, 0)
-    with pytest.raises(Exception, match="(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         add_delta(database, rollout_id, "champion", "g1", 7, 1, 0)
 
 

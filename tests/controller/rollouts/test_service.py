@@ -71,7 +71,7 @@ def test_the_database_enforces_one_active_rollout(database: Database) -> None:
     with database.session() as session:
         first = service.start_rollout(session, "fraud", 2, PLAN, "alice")
         model_id, champion_id = first.model_id, first.champion_version_id
-    with pytest.raises(Exception, match="(?i)unique"), database.session() as session:
+    with pytest.raises(Exception, match=r"(?i)unique"), database.session() as session:
         session.add(
             Rollout(
                 model_id=model_id,

@@ -48,6 +48,10 @@ class ArtifactStore(Protocol):
 
     def delete_blob(self, digest: str) -> None: ...
 
+    def list_blobs(self) -> Iterator[str]:
+        """Every stored digest (maintenance and tests; may be slow on big stores)."""
+        ...
+
     def check(self) -> None:
         """Raise if the store is unreachable (readiness probes)."""
         ...

@@ -1,0 +1,180 @@
+"""Blobs in S3 (or MinIO and other S3-compatible stores) through boto3.
+
+An upload is a multipart upload straight to the blob's final key, one part per
+``SHELF_S3_MULTIPART_CHUNK_MB`` buffered bytes, so memory stays constant. S3 shows nothing under
+the key until ``CompleteMultipartUpload``, which is only called once the size and sha256 of
+everything sent match the client's promise; otherwise the upload is aborted and no object
+ever appears."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from registry.errors import InvalidInput, NotFound
+from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key
+from registry.storage.local import read_verified, verify
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MIN_PART = 5 * 1024 * 1024  # S3's smallest non-final part
+
+
+def _missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+class S3BlobWriter:
+    def __init__(self, store: S3Store, digest: str, size: int | None) -> None:
+        self._store = store
+        self._key = store.key(digest)
+        self._digest = digest
+        self._size = size
+        self._hash = hashlib.sha256()
+        self._buffer = bytearray()
+        self._written = 0
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._written += len(chunk)
+        self._buffer += chunk
+        if len(self._buffer) >= self._store.part_size:
+            self._send_part()
+
+    def _send_part(self) -> None:
+        client = self._store.client
+        if self._upload_id is None:
+            created = client.create_multipart_upload(Bucket=self._store.bucket, Key=self._key)
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        sent = client.upload_part(
+            Bucket=self._store.bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=bytes(self._buffer),
+        )
+        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        self._buffer.clear()
+
+    def commit(self) -> int:
+        client = self._store.client
+        try:
+            verify(self._digest, self._size, self._hash.hexdigest(), self._written)
+            if self._upload_id is None:
+                client.put_object(
+                    Bucket=self._store.bucket, Key=self._key, Body=bytes(self._buffer)
+                )
+            else:
+                if self._buffer:
+                    self._send_part()
+                client.complete_multipart_upload(
+                    Bucket=self._store.bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
+                )
+        except BaseException:
+            self.abort()
+            raise
+        self._buffer.clear()
+        return self._written
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            try:
+                self._store.client.abort_multipart_upload(
+                    Bucket=self._store.bucket, Key=self._key, UploadId=upload_id
+                )
+            except ClientError:
+                pass  # an expired upload is gone already; a bucket lifecycle rule cleans up
+
+
+class S3Store:
+    """``s3://bucket/prefix``; ``endpoint_url`` for MinIO and other S3-compatible servers."""
+
+    def __init__(
+        self,
+        uri: str,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        part_size_mb: int = 16,
+    ) -> None:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise InvalidInput(f"S3 artifact URI must look like s3://bucket/prefix, not {uri!r}")
+        self.uri = uri
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.part_size = max(part_size_mb * 1024 * 1024, MIN_PART)
+        config = Config(
+            retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32
+        )
+        self.client: S3Client = boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+
+    def key(self, digest: str) -> str:
+        if not DIGEST_RE.match(digest):
+            raise NotFound(f"no blob {digest!r}")
+        return f"{self.prefix}/{blob_key(digest)}" if self.prefix else blob_key(digest)
+
+    def blob_size(self, digest: str) -> int | None:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key(digest))
+        except ClientError as error:
+            if _missing(error):
+                return None
+            raise
+        return int(head["ContentLength"])
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_size(digest) is not None
+
+    def open_writer(self, digest: str, size: int | None = None) -> S3BlobWriter:
+        return S3BlobWriter(self, digest, size)
+
+    def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=self.key(digest))
+        except ClientError as error:
+            if _missing(error):
+                raise NotFound(f"blob {digest} is missing from the artifact store") from None
+            raise
+        body = got["Body"]
+        return read_verified(digest, _closing(body.iter_chunks(chunk_size), body), self.uri)
+
+    def delete_blob(self, digest: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.key(digest))
+
+    def list_blobs(self) -> Iterator[str]:
+        prefix = f"{self.prefix}/blobs/sha256/" if self.prefix else "blobs/sha256/"
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                name = item["Key"].rsplit("/", 1)[-1]
+                if DIGEST_RE.match(name):
+                    yield name
+
+    def check(self) -> None:
+        self.client.head_bucket(Bucket=self.bucket)
+
+
+def _closing(chunks: Iterator[bytes], body: Any) -> Iterator[bytes]:
+    try:
+        yield from chunks
+    finally:
+        body.close()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import BinaryIO
 from pathlib import Path
 
 import httpx
@@ -85,6 +88,37 @@ def hash_files(files: list[tuple[str, Path]], show_progress: bool) -> list[Local
     return hashed
 
 
+class _PipelinedSink:
+    """Hashes and writes on a worker thread while the next chunk arrives from the network:
+    sha256 and file writes release the GIL, so receiving, hashing and writing overlap."""
+
+    DEPTH = 4
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelf-download")
+        self._pending: deque[Future[None]] = deque()
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def _consume(self, chunk: bytes) -> None:
+        self._handle.write(chunk)
+        self.digest.update(chunk)
+
+    def write(self, chunk: bytes) -> None:
+        if len(self._pending) >= self.DEPTH:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._consume, chunk))
+        self.size += len(chunk)
+
+    def close(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _read_chunks(source: Path, on_chunk: Callable[[int], object]) -> Iterator[bytes]:
     with source.open("rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -133,25 +167,25 @@ def download_version(
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".shelf-partial-")
             try:
-                digest = hashlib.sha256()
-                size = 0
                 with (
                     os.fdopen(fd, "wb") as handle,
                     client.stream(
                         f"/v1/models/{model}/versions/{version}/files/{path}"
                     ) as response,
                 ):
+                    sink = _PipelinedSink(handle)
                     try:
                         for chunk in response.iter_bytes(CHUNK):
-                            handle.write(chunk)
-                            digest.update(chunk)
-                            size += len(chunk)
+                            sink.write(chunk)
                             progress.advance(task, len(chunk))
                     except httpx.HTTPError as exc:
                         raise IntegrityError(
                             f"download of {path!r} was cut short ({exc.__class__.__name__}); "
                             "the stored copy may be corrupt"
                         ) from None
+                    finally:
+                        sink.close()
+                size, digest = sink.size, sink.digest
                 if size != entry["size"] or digest.hexdigest() != entry["digest"]:
                     raise IntegrityError(
                         f"{path!r}: got {size} bytes with sha256 {digest.hexdigest()}, expected "

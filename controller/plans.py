@@ -27,7 +27,11 @@ class RolloutPlan:
 
     ``steps`` are the challenger's traffic percentages, one per canary step (blue-green is a
     single switch to 100). A step advances once the challenger has served ``min_samples``
-    requests in it and ``min_step_duration_s`` has passed, with no guardrail showing harm.
+    requests in it and ``min_step_duration_s`` has passed, with no guardrail showing harm; the
+    switch to 100 % also needs every guardrail to show non-inferiority (the champion serves
+    nothing after it, so that is the last chance to compare). A last step below 100 % promotes
+    on non-inferiority; a last step at 100 % (and blue-green) promotes once it has run its
+    samples and duration without harm.
     Shadow mirrors traffic first (``shadow_min_samples``/``shadow_duration_s``), then follows
     ``steps`` if any. After the last step the challenger is promoted once every guardrail shows
     non-inferiority; at ``max_duration_s`` the explicit ``on_timeout`` policy decides.
@@ -149,7 +153,7 @@ def decide(
     if position.state == "shadowing":
         if in_step < plan.shadow_min_samples or elapsed < plan.shadow_duration_s:
             return HOLD
-        if plan.steps:
+        if plan.steps and (plan.steps[0] < 100 or verdict == "no_harm_within_margin"):
             return _step(plan, 0, "shadow passed; canary started")
         if verdict == "no_harm_within_margin":
             return Action("promote", "shadow showed non-inferiority on every guardrail")
@@ -159,7 +163,13 @@ def decide(
     last = len(plan.steps) - 1
     if position.step_index < last:
         nxt = position.step_index + 1
+        if plan.steps[nxt] >= 100 and verdict != "no_harm_within_margin":
+            # At 100 % the champion serves nothing, so there is nothing left to compare with:
+            # non-inferiority has to be shown before the full switch.
+            return HOLD
         return _step(plan, nxt, f"step {position.step_index + 1} passed; {plan.steps[nxt]:g}%")
+    if plan.steps[last] >= 100:
+        return Action("promote", "full traffic served for the whole step without harm")
     if verdict == "no_harm_within_margin":
         return Action("promote", "every guardrail shows non-inferiority")
     return HOLD

@@ -28,7 +28,7 @@ class Judgement:
                 key: item.get(key)
                 for key in ("verdict", "p_value", "ci_low", "ci_high", "effect", "margin")
             }
-            for item in self.evidence.get("evidence", [])
+            for item in self.evidence.get("guardrails", [])
         }
 
 

@@ -9,7 +9,13 @@ import click
 import pydantic
 
 from registry import __version__
-from registry.cli import exit_codes, registry_commands, rollout_commands, server_commands
+from registry.cli import (
+    demo_commands,
+    exit_codes,
+    registry_commands,
+    rollout_commands,
+    server_commands,
+)
 from registry.cli.client import ShelfClient, Unreachable
 from registry.cli.output import err_console
 from registry.config import ClientSettings
@@ -39,7 +45,12 @@ def cli(ctx: click.Context, url: str | None, token: str | None, no_progress: boo
     ctx.obj = {"client": client, "progress": not no_progress and sys.stderr.isatty()}
 
 
-for command in registry_commands.COMMANDS + rollout_commands.COMMANDS + server_commands.COMMANDS:
+for command in (
+    registry_commands.COMMANDS
+    + rollout_commands.COMMANDS
+    + server_commands.COMMANDS
+    + demo_commands.COMMANDS
+):
     cli.add_command(command)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -303,6 +304,33 @@ def rollout_list(ctx: click.Context, name: str, as_json: bool) -> None:
             for r in rows
         ],
     )
+
+
+@rollout.command("report")
+@click.argument("name")
+@click.option("--rollout", "rollout_id", type=int, help="One rollout [default: the latest]")
+@click.option("--last", default=1, show_default=True, help="How many recent rollouts")
+@click.option(
+    "-o", "--output", "target", type=click.Path(dir_okay=False, path_type=Path), required=True
+)
+@click.pass_context
+def rollout_report(
+    ctx: click.Context, name: str, rollout_id: int | None, last: int, target: Path
+) -> None:
+    """Write an HTML report: weights and each guardrail's evidence over time."""
+    from controller.report import RolloutHistory, render_html
+
+    check_model_name(name)
+    client = client_of(ctx)
+    if rollout_id is not None:
+        rollouts = [client.get(f"/v1/rollouts/{rollout_id}")]
+    else:
+        rollouts = list(reversed(client.get(f"/v1/models/{name}/rollouts")[: max(last, 1)]))
+    histories = [
+        RolloutHistory(r, client.get(f"/v1/rollouts/{r['id']}/observations")) for r in rollouts
+    ]
+    target.write_text(render_html(histories, title=f"Shelf rollouts of {name}"))
+    output.console.print(f"report: {target.resolve()}", highlight=False)
 
 
 @click.command()

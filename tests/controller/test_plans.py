@@ -69,11 +69,30 @@ def test_a_step_advances_only_with_enough_samples_and_time() -> None:
     assert decide(PLAN, at("canary", 1, step_start=100), "continue", "", 150, later).kind == "hold"
 
 
-def test_last_step_promotes_only_on_non_inferiority() -> None:
+def test_last_partial_step_promotes_only_on_non_inferiority() -> None:
     later = T0 + timedelta(seconds=61)
-    last = at("canary", 2)
-    assert decide(PLAN, last, "continue", "", 1000, later).kind == "hold"
-    assert decide(PLAN, last, "no_harm_within_margin", "", 1000, later).kind == "promote"
+    plan = RolloutPlan(steps=(5, 50), min_samples=100, min_step_duration_s=60)
+    last = at("canary", 1)
+    assert decide(plan, last, "continue", "", 1000, later).kind == "hold"
+    assert decide(plan, last, "no_harm_within_margin", "", 1000, later).kind == "promote"
+
+
+def test_full_switch_needs_non_inferiority_then_bakes_without_harm() -> None:
+    later = T0 + timedelta(seconds=61)
+    before_full = at("canary", 1)
+    assert decide(PLAN, before_full, "continue", "", 1000, later).kind == "hold"
+    moved = decide(PLAN, before_full, "no_harm_within_margin", "", 1000, later)
+    assert (moved.kind, moved.weight_bp) == ("set_step", 10_000)
+    full = at("canary", 2, step_start=1000)
+    assert decide(PLAN, full, "continue", "", 1050, later).kind == "hold"
+    assert decide(PLAN, full, "continue", "", 1100, later).kind == "promote"
+    assert decide(PLAN, full, "harm", "worse", 1100, later).kind == "roll_back"
+    shadow_then_switch = RolloutPlan(
+        strategy="shadow", steps=(100,), shadow_min_samples=50, shadow_duration_s=0
+    )
+    assert decide(shadow_then_switch, at("shadowing"), "continue", "", 50, later).kind == "hold"
+    switched = decide(shadow_then_switch, at("shadowing"), "no_harm_within_margin", "", 50, later)
+    assert switched.kind == "set_step"
 
 
 def test_timeout_follows_the_explicit_policy() -> None:

@@ -1,0 +1,1 @@
+"""Demo pieces for the quickstart and the examples (not used by the running system)."""

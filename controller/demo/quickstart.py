@@ -1,0 +1,156 @@
+"""`shelf quickstart`: the whole product in one command on the embedded default.
+
+Starts `shelf server` (SQLite + a local artifact folder) and three example model servers,
+registers them as versions of one model, sends synthetic traffic with delayed labels through
+the gateway, and runs two canaries: a worse challenger that the guardrails roll back on their
+own, then a good one they promote. Writes an HTML report of both and prints its path."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.demo.processes import Process, start_model_server, start_shelf_server
+from controller.demo.traffic import Traffic
+from controller.report import RolloutHistory, render_html
+from registry.cli.client import ShelfClient
+from registry.cli.transfer import collect, hash_files, upload_missing
+from registry.config import ClientSettings
+
+MODEL = "fraud"
+GUARDRAILS = ("error_rate", "latency", "accuracy")
+
+
+@dataclass(frozen=True)
+class DemoVersion:
+    name: str
+    error_rate: float
+    latency_ms: float
+    accuracy: float
+    description: str
+
+
+VERSIONS = (
+    DemoVersion("v1", 0.002, 8.0, 0.90, "champion: the model in production"),
+    DemoVersion("v2", 0.06, 16.0, 0.75, "regressed: more errors, slower, less accurate"),
+    DemoVersion("v3", 0.002, 7.0, 0.92, "improved: as reliable, a little faster and better"),
+)
+
+
+def register(client: ShelfClient, home: Path, number: int, spec: DemoVersion, url: str) -> None:
+    folder = home / "models" / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(
+        json.dumps({"weights": [number, spec.accuracy], "classes": ["0", "1", "2"]})
+    )
+    (folder / "README.txt").write_text(f"Example model {spec.name}: {spec.description}\n")
+    files = hash_files(collect(folder), show_progress=False)
+    upload_missing(client, files, show_progress=False)
+    client.post(
+        f"/v1/models/{MODEL}/versions",
+        {
+            "files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files],
+            "description": spec.description,
+            "source_uri": "examples/model_server.py",
+            "serving_url": url,
+            "tags": {"demo": spec.name},
+            "data_window_start": "2026-01-01",
+            "data_window_end": "2026-06-30",
+        },
+    )
+
+
+def run_rollout(
+    client: ShelfClient, challenger: int, say: Callable[[str], None], timeout_s: float
+) -> dict[str, Any]:
+    rollout = client.post(
+        f"/v1/models/{MODEL}/rollouts",
+        {
+            "challenger": challenger,
+            "strategy": "canary",
+            "steps": [10, 50, 100],
+            "min_samples": 300,
+            "min_step_duration_s": 3,
+            "max_duration_s": timeout_s,
+            "on_timeout": "rollback",
+            "guardrails": list(GUARDRAILS),
+        },
+    )
+    say(f"rollout {rollout['id']}: canary of v{challenger} against champion "
+        f"v{rollout['champion_version']}, steps 10% → 50% → 100%")
+    last = None
+    while rollout["state"] not in ("promoted", "rolled_back", "aborted"):
+        time.sleep(1.0)
+        rollout = client.get(f"/v1/rollouts/{rollout['id']}")
+        line = _progress(rollout)
+        if line != last:
+            say(line)
+            last = line
+    say(f"rollout {rollout['id']}: {rollout['state']} — {rollout['reason']}")
+    return rollout
+
+
+def _progress(r: dict[str, Any]) -> str:
+    arms = r["arms"]
+    evidence = r.get("evidence") or {}
+    guardrails = evidence.get("guardrails", []) if isinstance(evidence, dict) else evidence
+    verdicts = ", ".join(f"{e['metric']} {e['verdict']}" for e in guardrails)
+    return (
+        f"  {r['state']:<9} challenger {r['challenger_weight_bp'] / 100:>5g}%  "
+        f"requests {arms['champion']['requests']:>6}/{arms['challenger']['requests']:<6} "
+        f"errors {arms['champion']['error_rate']:.3f}/{arms['challenger']['error_rate']:.3f}  "
+        f"{verdicts}"
+    )
+
+
+def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list[dict[str, Any]]:
+    """The story; returns the two finished rollouts. ``home`` is a fresh SHELF_HOME."""
+    home.mkdir(parents=True, exist_ok=True)
+    processes: list[Process] = []
+    try:
+        say(f"starting Shelf (SQLite + local artifacts in {home}) and 3 example model servers")
+        server, gateway = start_shelf_server(
+            home,
+            {
+                "SHELF_RECONCILER_INTERVAL_S": "0.5",
+                "SHELF_GATEWAY_FLUSH_INTERVAL_S": "0.5",
+            },
+        )
+        processes.append(server)
+        for spec in VERSIONS:
+            processes.append(
+                start_model_server(
+                    spec.name,
+                    home / "logs",
+                    error_rate=spec.error_rate,
+                    latency_ms=spec.latency_ms,
+                    accuracy=spec.accuracy,
+                )
+            )
+        client = ShelfClient(ClientSettings(url=server.url, timeout_s=30))
+        for number, (spec, process) in enumerate(zip(VERSIONS, processes[1:], strict=True), 1):
+            register(client, home, number, spec, process.url)
+            say(f"registered {MODEL}@{number} ({spec.description}) serving at {process.url}")
+        client.put(f"/v1/models/{MODEL}/aliases/champion", {"version": 1})
+        say(f"{MODEL}@champion -> v1; live traffic through the gateway at {gateway}")
+        finished = []
+        with Traffic(gateway, MODEL, concurrency=8, label_fraction=0.3, label_delay_s=0.5):
+            time.sleep(1.0)
+            for challenger in (2, 3):
+                finished.append(run_rollout(client, challenger, say, timeout_s))
+        histories = [
+            RolloutHistory(r, client.get(f"/v1/rollouts/{r['id']}/observations"))
+            for r in finished
+        ]
+        report = home / "report.html"
+        report.write_text(render_html(histories, title="Shelf quickstart"))
+        say(f"report: {report}")
+        client.close()
+        return finished
+    finally:
+        for process in reversed(processes):
+            process.stop()

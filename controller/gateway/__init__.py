@@ -1,0 +1,1 @@
+"""The data plane: splits, mirrors and measures traffic to model servers."""

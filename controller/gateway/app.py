@@ -1,0 +1,349 @@
+"""The gateway ASGI app: routes, proxies, mirrors and measures; ``create_gateway_app`` builds it.
+
+Endpoints: ``/{model}/{path…}`` (proxied to the serving URL + ``/{path…}``),
+``/v2/models/{model}/…`` (Open Inference Protocol v2, proxied with its path unchanged),
+``POST /v1/feedback``, ``GET /v1/routes``, ``/healthz``, ``/readyz`` and ``/metrics``. Those
+exact paths are reserved; every other path is a model's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from controller.gateway.asgi import (
+    REQUEST_SKIP,
+    RESPONSE_SKIP,
+    BodyTooLarge,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_bytes,
+    send_error,
+    send_json,
+)
+from controller.gateway.feedback import FeedbackIntake
+from controller.gateway.metrics import GatewayMetrics
+from controller.gateway.prediction import PredictionParser
+from controller.gateway.recorder import Recorder, default_replica_id
+from controller.gateway.request_id import RequestIdSigner
+from controller.gateway.routing import Route, RoutingTable, RoutingTableSource
+from controller.gateway.secret import gateway_secret
+from controller.gateway.shadow import ShadowCopy, ShadowMirror
+from controller.gateway.split import goes_to_challenger
+from controller.gateway.upstream import TIMEOUT, Upstream, content_type
+from registry.config import Settings
+from registry.db.session import Database
+
+log = logging.getLogger(__name__)
+
+OIP_PREFIX = "/v2/models/"
+ROUTING_KEY = b"x-shelf-routing-key"
+DRAIN_S = 10.0
+SHADOW_DRAIN_S = 2.0
+
+
+class GatewayApp:
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        self.metrics = GatewayMetrics()
+        self.parser = PredictionParser(
+            settings.gateway_prediction_path, settings.gateway_confidence_path
+        )
+        self.signer = RequestIdSigner(gateway_secret(settings))
+        self.recorder = Recorder(
+            database,
+            settings.replica_id or default_replica_id(),
+            on_flush_failure=self.metrics.flush_failures.inc,
+        )
+        self.routes = RoutingTableSource(
+            database, settings.gateway_refresh_interval_s, on_change=self._routes_changed
+        )
+        self.feedback = FeedbackIntake(
+            self.signer, database, self.recorder, settings.feedback_ttl_hours
+        )
+        self.max_body = settings.max_request_body_mb * 1024 * 1024
+        self.upstream: Upstream | None = None
+        self.shadow: ShadowMirror | None = None
+        self.in_flight = 0
+        self._stop: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reserved = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/v1/routes": self._routes,
+            "/v1/feedback": self._feedback,
+        }
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            handler = self._reserved.get(path)
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+            raw: bytes = scope.get("raw_path") or path.encode()
+            if path.startswith(OIP_PREFIX):
+                model = path[len(OIP_PREFIX) :].partition("/")[0]
+                upstream_path = raw.decode("latin-1")
+            else:
+                model = path[1:].partition("/")[0]
+                upstream_path = raw[len(model) + 1 :].decode("latin-1") or "/"
+            query: bytes = scope["query_string"]
+            if query:
+                upstream_path = f"{upstream_path}?{query.decode('latin-1')}"
+            await self._proxy(scope, receive, send, model, upstream_path)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    async def _proxy(
+        self, scope: Scope, receive: Receive, send: Send, model: str, upstream_path: str
+    ) -> None:
+        route = self.routes.table.get(model)
+        if route is None or self.upstream is None:
+            self.metrics.rejected.labels("not_found").inc()
+            await send_error(send, 404, "not_found", f"no model {model!r} is served here")
+            return
+        forward: Headers = []
+        key: bytes | None = None
+        for name, value in scope["headers"]:
+            if name in REQUEST_SKIP:
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                    await self._too_large(send)
+                    return
+                continue
+            if name == ROUTING_KEY:
+                key = value
+            forward.append((name, value))
+        try:
+            body = await read_body(receive, self.max_body)
+        except BodyTooLarge:
+            await self._too_large(send)
+            return
+        self.in_flight += 1
+        try:
+            await self._forward(scope, send, route, forward, key, body, upstream_path)
+        finally:
+            self.in_flight -= 1
+
+    async def _forward(
+        self,
+        scope: Scope,
+        send: Send,
+        route: Route,
+        forward: Headers,
+        key: bytes | None,
+        body: bytes,
+        upstream_path: str,
+    ) -> None:
+        assert self.upstream is not None
+        challenger = route.challenger
+        arm = route.champion
+        if (
+            challenger is not None
+            and not route.mirror
+            and goes_to_challenger(route.model.encode(), key, route.weight_bp)
+        ):
+            arm = challenger
+        method: str = scope["method"]
+        result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
+        outcome = result.outcome
+        predicted: str | None = None
+        stats_key = arm.stats_key
+        if stats_key is not None:
+            confidence: float | None = None
+            if result.status:
+                predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
+            self.recorder.arm(stats_key).record_response(
+                outcome, result.latency_s, predicted, confidence
+            )
+        self.metrics.observe_request(
+            route.model,
+            arm.version_label,
+            arm.name,
+            outcome,
+            result.latency_s if result.status else None,
+        )
+        request_id = self.signer.issue(
+            route.rollout_id, arm.version_id, arm.index, predicted, int(time.time())
+        )
+        shelf = (
+            (b"x-shelf-request-id", request_id.encode()),
+            (b"x-shelf-version", arm.version_header),
+        )
+        if result.status:
+            headers = [item for item in result.headers if item[0] not in RESPONSE_SKIP]
+            headers.append((b"content-length", str(len(result.body)).encode()))
+            headers.extend(shelf)
+            await send_bytes(send, result.status, result.body, headers)
+        elif outcome == TIMEOUT:
+            await send_error(
+                send, 504, "upstream_timeout", f"{route.model}@{arm.version} timed out", shelf
+            )
+        else:
+            await send_error(
+                send,
+                502,
+                "upstream_error",
+                f"{route.model}@{arm.version} could not be reached ({result.error})",
+                shelf,
+            )
+        if route.mirror and challenger is not None and self.shadow is not None:
+            self.shadow.submit(
+                ShadowCopy(route.model, challenger, method, upstream_path, forward, body, predicted)
+            )
+
+    async def _too_large(self, send: Send) -> None:
+        self.metrics.rejected.labels("too_large").inc()
+        await send_error(
+            send,
+            413,
+            "payload_too_large",
+            f"request body exceeds {self.settings.max_request_body_mb} MB",
+        )
+
+    # -- operational endpoints -------------------------------------------------------------
+
+    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"status": "ok"})
+
+    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        def ping() -> None:
+            with self.database.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+
+        checks = {"routing_table": "ok" if self.routes.loaded else "not loaded yet"}
+        try:
+            await asyncio.wait_for(asyncio.to_thread(ping), timeout=5)
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {exc}".splitlines()[0][:300]
+        ready = all(v == "ok" for v in checks.values())
+        await send_json(send, 200 if ready else 503, {"ready": ready, "checks": checks})
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = self.metrics.render()
+        await send_bytes(
+            send,
+            200,
+            body,
+            [
+                (b"content-type", self.metrics.content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        )
+
+    async def _routes(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(
+            send,
+            200,
+            {
+                "replica_id": self.recorder.replica_id,
+                "loaded": self.routes.loaded,
+                "listening": self.routes.listening,
+                "models": {name: route.to_json() for name, route in self.routes.table.items()},
+            },
+        )
+
+    async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_error(send, 405, "method_not_allowed", "POST a JSON body")
+            return
+        try:
+            body = await read_body(receive, 64 * 1024)
+        except BodyTooLarge:
+            await send_error(send, 413, "payload_too_large", "feedback bodies are at most 64 KB")
+            return
+        result = await self.feedback.submit(body)
+        self.metrics.feedback.labels(str(result.status)).inc()
+        await send_json(send, result.status, result.payload)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _routes_changed(self, table: RoutingTable) -> None:
+        self.metrics.set_weights({name: route.weight_bp for name, route in table.items()})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        settings = self.settings
+        self._stop = stop = asyncio.Event()
+        self.upstream = Upstream(
+            settings.gateway_max_connections, settings.gateway_upstream_timeout_s
+        )
+        self.shadow = ShadowMirror(
+            self.upstream,
+            self.recorder,
+            self.parser,
+            self.metrics,
+            settings.gateway_shadow_queue,
+            settings.gateway_shadow_concurrency,
+        )
+        self.shadow.start()
+        await self.routes.refresh()
+        self._tasks = [
+            asyncio.create_task(
+                self.routes.run(stop, self.metrics.routing_refresh_failures.inc), name="routing"
+            ),
+            asyncio.create_task(
+                self.recorder.run(settings.gateway_flush_interval_s, stop), name="flush"
+            ),
+        ]
+        if self.database.engine.dialect.name == "postgresql":
+            self._tasks.append(asyncio.create_task(self.routes.listen(stop), name="listen"))
+
+    async def shutdown(self) -> None:
+        """Let in-flight requests finish, stop the shadow workers, flush the statistics."""
+        deadline = time.monotonic() + DRAIN_S
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.shadow is not None:
+            await self.shadow.stop(SHADOW_DRAIN_S)
+        if self._stop is not None:
+            self._stop.set()
+        flush_task = None
+        for task in self._tasks:
+            if task.get_name() == "flush":
+                flush_task = task
+            else:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        del flush_task
+        self._tasks = []
+        await self.recorder.final_flush()
+        if self.upstream is not None:
+            await self.upstream.close()
+
+
+def create_gateway_app(settings: Settings, database: Database) -> Any:
+    """The gateway as an ASGI app; serve it with uvicorn (lifespan on)."""
+    return GatewayApp(settings, database)

@@ -1,0 +1,98 @@
+"""Prometheus metrics of one gateway (its own registry, so several apps can share a process).
+
+Children are cached by label values: ``Counter.labels`` takes a lock and builds a tuple on
+every call, which is measurable on the hot path."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+
+class GatewayMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "shelf_gateway_requests",
+            "Proxied requests by model, version, arm and outcome",
+            ["model", "version", "arm", "outcome"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "shelf_gateway_request_duration_seconds",
+            "Upstream round trip as seen by the gateway",
+            ["model", "arm"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shadow_requests = Counter(
+            "shelf_gateway_shadow_requests",
+            "Mirrored requests sent to a challenger, by outcome",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "shelf_gateway_shadow_dropped",
+            "Mirrored requests dropped because the shadow queue was full",
+            ["model"],
+            registry=r,
+        )
+        self.route_weight = Gauge(
+            "shelf_gateway_route_weight_bp",
+            "Challenger weight in basis points per model",
+            ["model"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "shelf_gateway_rejected_requests",
+            "Requests answered by the gateway itself (unknown model, body too large)",
+            ["reason"],
+            registry=r,
+        )
+        self.flush_failures = Counter(
+            "shelf_gateway_flush_failures",
+            "Failed statistics flushes (retried with the next flush)",
+            registry=r,
+        )
+        self.routing_refresh_failures = Counter(
+            "shelf_gateway_routing_refresh_failures",
+            "Failed routing-table loads (the previous table stays in force)",
+            registry=r,
+        )
+        self.feedback = Counter(
+            "shelf_gateway_feedback",
+            "Feedback submissions by result",
+            ["result"],
+            registry=r,
+        )
+        self._request_children: dict[tuple[str, str, str, str], Counter] = {}
+        self._duration_children: dict[tuple[str, str], Histogram] = {}
+
+    def observe_request(
+        self, model: str, version: str, arm: str, outcome: str, seconds: float | None
+    ) -> None:
+        key = (model, version, arm, outcome)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(*key)
+        counter.inc()
+        if seconds is not None:
+            dkey = (model, arm)
+            histogram = self._duration_children.get(dkey)
+            if histogram is None:
+                histogram = self._duration_children[dkey] = self.duration.labels(*dkey)
+            histogram.observe(seconds)
+
+    def set_weights(self, weights: dict[str, int]) -> None:
+        for model, weight in weights.items():
+            self.route_weight.labels(model).set(weight)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

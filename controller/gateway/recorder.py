@@ -1,0 +1,149 @@
+"""Per-arm statistics in memory, flushed to the database as ``ArmStatsDelta`` rows.
+
+The hot path only adds to an ``ArmStats`` in a dict (no I/O). Every flush interval the dict is
+swapped for an empty one and the swapped statistics are inserted, one row per arm, in one
+transaction on a worker thread. A failed flush keeps its batch and merges the next interval's
+statistics into it (statistics are sums, so merging loses nothing), and only a committed batch
+is forgotten, so nothing is lost or counted twice.
+
+``seq`` is unique per replica and never reused: it starts at the replica's start time in
+microseconds and counts up, so a restarted replica with the same id starts beyond every seq it
+used before (as long as it flushed fewer than a million rows per second of its previous life).
+A retried batch takes fresh seqs; the unique ``(replica_id, seq)`` constraint is the backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from controller.models import ArmStatsDelta, Rollout
+from controller.stats.sufficient import ArmStats
+from registry.db.session import Database
+
+log = logging.getLogger(__name__)
+
+# (rollout id, model id, version id, arm)
+ArmKey = tuple[int, int, int, str]
+
+
+def default_replica_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"[-64:]
+
+
+class Recorder:
+    def __init__(
+        self,
+        database: Database,
+        replica_id: str,
+        seq_start: int | None = None,
+        on_flush_failure: Callable[[], None] | None = None,
+    ) -> None:
+        self._database = database
+        self.replica_id = replica_id[:64]
+        self._next_seq = seq_start if seq_start is not None else time.time_ns() // 1000
+        self._current: dict[ArmKey, ArmStats] = {}
+        self._pending: dict[ArmKey, ArmStats] = {}
+        self._flush_lock = asyncio.Lock()
+        self._on_flush_failure = on_flush_failure
+        self.rows_written = 0
+        self.rows_dropped = 0
+
+    # -- hot path -------------------------------------------------------------------------
+
+    def arm(self, key: ArmKey) -> ArmStats:
+        stats = self._current.get(key)
+        if stats is None:
+            stats = self._current[key] = ArmStats()
+        return stats
+
+    # -- flushing -------------------------------------------------------------------------
+
+    def take_batch(self) -> dict[ArmKey, ArmStats]:
+        """The pending batch with everything recorded since merged in; recording restarts."""
+        current, self._current = self._current, {}
+        batch = self._pending
+        for key, stats in current.items():
+            if stats.is_empty():
+                continue
+            previous = batch.get(key)
+            batch[key] = stats if previous is None else previous.merge(stats)
+        self._pending = {}
+        return batch
+
+    def restore(self, batch: dict[ArmKey, ArmStats]) -> None:
+        """Put a batch that could not be written back in front of the next one."""
+        for key, stats in self._pending.items():
+            previous = batch.get(key)
+            batch[key] = stats if previous is None else previous.merge(stats)
+        self._pending = batch
+
+    @property
+    def has_unflushed(self) -> bool:
+        return bool(self._pending) or any(not s.is_empty() for s in self._current.values())
+
+    async def flush(self) -> bool:
+        """Write what has accumulated; True when nothing is left pending."""
+        async with self._flush_lock:
+            batch = self.take_batch()
+            if not batch:
+                return True
+            rows = []
+            for (rollout_id, model_id, version_id, arm), stats in batch.items():
+                rows.append(
+                    {
+                        "rollout_id": rollout_id,
+                        "model_id": model_id,
+                        "version_id": version_id,
+                        "arm": arm,
+                        "replica_id": self.replica_id,
+                        "seq": self._next_seq,
+                        "stats": stats.to_json(),
+                    }
+                )
+                self._next_seq += 1
+            try:
+                written = await asyncio.to_thread(self._write, rows)
+            except Exception as exc:
+                log.warning("gateway statistics flush failed, will retry: %s", exc)
+                self.restore(batch)
+                if self._on_flush_failure is not None:
+                    self._on_flush_failure()
+                return False
+            self.rows_written += written
+            self.rows_dropped += len(rows) - written
+            return True
+
+    def _write(self, rows: list[dict[str, Any]]) -> int:
+        with self._database.session() as session:
+            wanted = {row["rollout_id"] for row in rows}
+            existing = set(session.scalars(select(Rollout.id).where(Rollout.id.in_(wanted))))
+            # A deleted rollout's statistics have nowhere to go; keeping them would block
+            # every later flush on the foreign key.
+            rows = [row for row in rows if row["rollout_id"] in existing]
+            if rows:
+                session.execute(insert(ArmStatsDelta), rows)
+            return len(rows)
+
+    async def run(self, interval_s: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            await self.flush()
+
+    async def final_flush(self, attempts: int = 3, backoff_s: float = 0.5) -> bool:
+        for attempt in range(attempts):
+            if await self.flush():
+                return True
+            if attempt + 1 < attempts:
+                await asyncio.sleep(backoff_s)
+        log.error("gateway statistics could not be flushed at shutdown")
+        return False

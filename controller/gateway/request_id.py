@@ -1,0 +1,127 @@
+"""Self-describing, signed request ids (``X-Shelf-Request-Id``).
+
+Feedback arrives hours later, perhaps at another replica, so the id itself carries what is
+needed to attribute it: rollout, arm, version, predicted class, issue time and a nonce, signed
+with HMAC-SHA256 (truncated to 128 bits) under the shared secret key. No per-request state is
+kept anywhere. Layout (before base64url, big-endian):
+
+    version byte | rollout id u32 (0 = none) | version id u32 | issued-at u32 (unix s)
+    | arm byte (0 champion, 1 challenger) | nonce 8 bytes | class kind byte | class bytes | mac 16
+
+The predicted class is stored verbatim when it is at most 40 bytes of UTF-8, else as an
+8-byte blake2b digest (a label is then compared by digest). ``FeedbackReceipt.request_id`` is
+128 characters, which this layout never exceeds.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import random
+import struct
+from dataclasses import dataclass
+from hashlib import blake2b
+
+FORMAT_VERSION = 1
+ARMS = ("champion", "challenger")
+MAX_VERBATIM_CLASS = 40
+_MAC_BYTES = 16
+_HEAD = struct.Struct(">BIIIBQB")
+_KIND_NONE, _KIND_VERBATIM, _KIND_DIGEST = 0, 1, 2
+_getrandbits = random.SystemRandom().getrandbits
+
+
+class InvalidRequestId(ValueError):
+    """Malformed, or not signed with our key."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestId:
+    rollout_id: int | None
+    version_id: int
+    arm: str
+    issued_at: int
+    predicted_class: str | None
+    predicted_digest: bytes | None
+
+    def label_matches(self, label: str) -> bool | None:
+        """Whether ``label`` equals the predicted class; None if no class was predicted."""
+        if self.predicted_class is not None:
+            return label == self.predicted_class
+        if self.predicted_digest is not None:
+            return class_digest(label) == self.predicted_digest
+        return None
+
+
+def class_digest(label: str) -> bytes:
+    return blake2b(label.encode(), digest_size=8).digest()
+
+
+class RequestIdSigner:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def issue(
+        self,
+        rollout_id: int | None,
+        version_id: int,
+        arm_index: int,
+        predicted_class: str | None,
+        issued_at: int,
+    ) -> str:
+        if predicted_class is None:
+            kind, tail = _KIND_NONE, b""
+        else:
+            tail = predicted_class.encode()
+            kind = _KIND_VERBATIM
+            if len(tail) > MAX_VERBATIM_CLASS:
+                kind, tail = _KIND_DIGEST, blake2b(tail, digest_size=8).digest()
+        body = (
+            _HEAD.pack(
+                FORMAT_VERSION,
+                rollout_id or 0,
+                version_id,
+                issued_at,
+                arm_index,
+                _getrandbits(64),
+                kind,
+            )
+            + tail
+        )
+        mac = hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
+        return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
+
+    def verify(self, token: str) -> RequestId:
+        if not isinstance(token, str) or len(token) > 128:
+            raise InvalidRequestId("request id is not a Shelf request id")
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except ValueError:
+            raise InvalidRequestId("request id is not valid base64url") from None
+        if len(raw) < _HEAD.size + _MAC_BYTES:
+            raise InvalidRequestId("request id is too short")
+        body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        expected = hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
+        if not hmac.compare_digest(mac, expected):
+            raise InvalidRequestId("request id signature does not match")
+        fmt, rollout_id, version_id, issued_at, arm_index, _nonce, kind = _HEAD.unpack_from(body)
+        tail = body[_HEAD.size :]
+        if fmt != FORMAT_VERSION or arm_index > 1 or kind > _KIND_DIGEST:
+            raise InvalidRequestId("request id has an unknown layout")
+        predicted: str | None = None
+        digest: bytes | None = None
+        if kind == _KIND_VERBATIM:
+            try:
+                predicted = tail.decode()
+            except UnicodeDecodeError:
+                raise InvalidRequestId("request id carries an undecodable class") from None
+        elif kind == _KIND_DIGEST:
+            digest = tail
+        return RequestId(
+            rollout_id=rollout_id or None,
+            version_id=version_id,
+            arm=ARMS[arm_index],
+            issued_at=issued_at,
+            predicted_class=predicted,
+            predicted_digest=digest,
+        )

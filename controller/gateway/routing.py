@@ -1,0 +1,250 @@
+"""The routing table: per model name, which version(s) answer and how traffic is split.
+
+Loaded from the database on a worker thread every ``gateway_refresh_interval_s`` and at once
+when PostgreSQL announces a change on ``shelf_routing`` (``LISTEN``, reconnecting on failure),
+then swapped in as a new dict that is never mutated, so the hot path reads it without locks and
+never touches the database. An active rollout defines the two arms; without one the
+``champion`` alias answers, and without a champion alias the latest ready version that has a
+serving URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from controller.gateway.recorder import ArmKey
+from controller.models import ACTIVE_STATES, Rollout
+from controller.rollouts.transitions import ROUTING_CHANNEL
+from registry.db.models import Alias, Model, ModelVersion
+from registry.db.session import Database
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    name: str
+    index: int  # 0 champion, 1 challenger (as encoded in request ids)
+    version_id: int
+    version: int
+    serving_url: str  # without a trailing slash
+    stats_key: ArmKey | None  # set when the arm belongs to an active rollout
+    version_label: str  # precomputed for the hot path: metrics label …
+    version_header: bytes  # … and X-Shelf-Version
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version_id": self.version_id, "version": self.version, "url": self.serving_url}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    model: str
+    model_id: int
+    champion: Arm
+    challenger: Arm | None
+    weight_bp: int
+    mirror: bool
+    rollout_id: int | None
+    strategy: str | None
+    state: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "champion": self.champion.to_json(),
+            "challenger": self.challenger.to_json() if self.challenger else None,
+            "weight_bp": self.weight_bp,
+            "mirror": self.mirror,
+            "rollout_id": self.rollout_id,
+            "strategy": self.strategy,
+            "state": self.state,
+        }
+
+
+RoutingTable = Mapping[str, Route]
+
+
+def _arm(name: str, version: tuple[int, int, str], version_id: int, stats: ArmKey | None) -> Arm:
+    number, _model_id, url = version
+    index = 0 if name == CHAMPION else 1
+    label = str(number)
+    return Arm(name, index, version_id, number, url.rstrip("/"), stats, label, label.encode())
+
+
+def load_routes(session: Session) -> dict[str, Route]:
+    models = {mid: name for mid, name in session.execute(select(Model.id, Model.name))}
+    rollouts = session.execute(
+        select(
+            Rollout.id,
+            Rollout.model_id,
+            Rollout.champion_version_id,
+            Rollout.challenger_version_id,
+            Rollout.challenger_weight_bp,
+            Rollout.mirror,
+            Rollout.strategy,
+            Rollout.state,
+        ).where(Rollout.active_model_id.is_not(None), Rollout.state.in_(ACTIVE_STATES))
+    ).all()
+    champion_rows = select(Alias.model_id, Alias.version_id).where(Alias.name == CHAMPION)
+    champions = dict(session.execute(champion_rows).all())
+    servable = and_(ModelVersion.status == "ready", ModelVersion.serving_url.is_not(None))
+    newest = (
+        select(ModelVersion.model_id, func.max(ModelVersion.version).label("number"))
+        .where(servable)
+        .group_by(ModelVersion.model_id)
+        .subquery()
+    )
+    latest = dict(
+        session.execute(
+            select(ModelVersion.model_id, ModelVersion.id).join(
+                newest,
+                and_(
+                    ModelVersion.model_id == newest.c.model_id,
+                    ModelVersion.version == newest.c.number,
+                ),
+            )
+        ).all()
+    )
+    wanted = set(champions.values()) | set(latest.values())
+    for row in rollouts:
+        wanted.update((row.champion_version_id, row.challenger_version_id))
+    versions: dict[int, tuple[int, int, str]] = {}
+    if wanted:
+        columns = (ModelVersion.id, ModelVersion.version, ModelVersion.model_id)
+        for vid, number, model_id, url in session.execute(
+            select(*columns, ModelVersion.serving_url).where(ModelVersion.id.in_(wanted), servable)
+        ):
+            versions[vid] = (number, model_id, url or "")
+
+    table: dict[str, Route] = {}
+    for row in rollouts:
+        name = models.get(row.model_id)
+        champion = versions.get(row.champion_version_id)
+        if name is None or champion is None:
+            continue
+        challenger = versions.get(row.challenger_version_id)
+        table[name] = Route(
+            model=name,
+            model_id=row.model_id,
+            champion=_arm(
+                CHAMPION,
+                champion,
+                row.champion_version_id,
+                (row.id, row.model_id, row.champion_version_id, CHAMPION),
+            ),
+            challenger=None
+            if challenger is None
+            else _arm(
+                CHALLENGER,
+                challenger,
+                row.challenger_version_id,
+                (row.id, row.model_id, row.challenger_version_id, CHALLENGER),
+            ),
+            weight_bp=max(0, min(10_000, row.challenger_weight_bp)) if challenger else 0,
+            mirror=bool(row.mirror) and challenger is not None,
+            rollout_id=row.id,
+            strategy=row.strategy,
+            state=row.state,
+        )
+    for model_id, name in models.items():
+        if name in table:
+            continue
+        version_id = champions.get(model_id, latest.get(model_id))
+        version = versions.get(version_id) if version_id is not None else None
+        if version_id is None or version is None:
+            continue
+        table[name] = Route(
+            model=name,
+            model_id=model_id,
+            champion=_arm(CHAMPION, version, version_id, None),
+            challenger=None,
+            weight_bp=0,
+            mirror=False,
+            rollout_id=None,
+            strategy=None,
+            state=None,
+        )
+    return table
+
+
+class RoutingTableSource:
+    """Keeps ``table`` current; ``on_change`` runs (on the event loop) after each swap."""
+
+    def __init__(
+        self,
+        database: Database,
+        interval_s: float,
+        on_change: Callable[[RoutingTable], None] | None = None,
+    ) -> None:
+        self._database = database
+        self._interval_s = interval_s
+        self._on_change = on_change
+        self._wake = asyncio.Event()
+        self.table: RoutingTable = {}
+        self.loaded = False
+        self.listening = False
+
+    def _load(self) -> dict[str, Route]:
+        with self._database.session() as session:
+            return load_routes(session)
+
+    async def refresh(self) -> bool:
+        try:
+            table = await asyncio.to_thread(self._load)
+        except Exception as exc:
+            log.warning("gateway routing table refresh failed, keeping the previous one: %s", exc)
+            return False
+        if not self.loaded or table != self.table:
+            self.table = table
+            if self._on_change is not None:
+                self._on_change(table)
+        self.loaded = True
+        return True
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event, on_failure: Callable[[], None] | None = None) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            if not await self.refresh() and on_failure is not None:
+                on_failure()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+
+    async def listen(self, stop: asyncio.Event) -> None:
+        """PostgreSQL only: wake the refresh loop on every ``NOTIFY shelf_routing``."""
+        import psycopg
+
+        url = self._database.engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
+        )
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {ROUTING_CHANNEL}")
+                    self.listening = True
+                    backoff = 0.2
+                    self.wake()  # whatever changed while we were not listening
+                    async for _ in conn.notifies():
+                        self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("gateway LISTEN %s failed, reconnecting: %s", ROUTING_CHANNEL, exc)
+            finally:
+                self.listening = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,112 @@
+"""Shadow traffic: the champion answers, a copy goes to the challenger in the background.
+
+Copies wait in a bounded asyncio queue served by a fixed number of workers. ``submit`` never
+blocks: when the queue is full the copy is dropped and counted, so a slow challenger can cost
+shadow coverage but never champion latency. The challenger's outcome goes into its arm's
+statistics, and whether its predicted class equals the champion's into ``compared/agreed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from controller.gateway.asgi import Headers
+from controller.gateway.metrics import GatewayMetrics
+from controller.gateway.prediction import PredictionParser
+from controller.gateway.recorder import Recorder
+from controller.gateway.routing import Arm
+from controller.gateway.upstream import Upstream, content_type
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ShadowCopy:
+    model: str
+    arm: Arm
+    method: str
+    path: str  # path and query, appended to the challenger's serving URL
+    headers: Headers
+    body: bytes
+    champion_class: str | None
+
+
+class ShadowMirror:
+    def __init__(
+        self,
+        upstream: Upstream,
+        recorder: Recorder,
+        parser: PredictionParser,
+        metrics: GatewayMetrics,
+        queue_size: int,
+        concurrency: int,
+    ) -> None:
+        self._upstream = upstream
+        self._recorder = recorder
+        self._parser = parser
+        self._metrics = metrics
+        self._queue: asyncio.Queue[ShadowCopy] | None = (
+            asyncio.Queue(maxsize=queue_size) if queue_size > 0 else None
+        )
+        self._concurrency = concurrency
+        self._workers: list[asyncio.Task[None]] = []
+        self.sent = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        if self._queue is None:
+            return
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self._concurrency)
+        ]
+
+    def submit(self, copy: ShadowCopy) -> None:
+        if self._queue is not None:
+            try:
+                self._queue.put_nowait(copy)
+                return
+            except asyncio.QueueFull:
+                pass
+        self.dropped += 1
+        self._metrics.shadow_dropped.labels(copy.model).inc()
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            copy = await self._queue.get()
+            try:
+                await self._send(copy)
+            except Exception:  # a bug here must not kill the worker
+                log.exception("shadow request failed unexpectedly")
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, copy: ShadowCopy) -> None:
+        arm = copy.arm
+        result = await self._upstream.call(
+            copy.method, arm.serving_url, copy.path, copy.headers, copy.body
+        )
+        predicted, confidence = (None, None)
+        if not result.failed:
+            predicted, confidence = self._parser.parse(result.body, content_type(result.headers))
+        self.sent += 1
+        self._metrics.shadow_requests.labels(copy.model, result.outcome).inc()
+        if arm.stats_key is None:
+            return
+        stats = self._recorder.arm(arm.stats_key)
+        stats.record_response(result.outcome, result.latency_s, predicted, confidence)
+        if predicted is not None and copy.champion_class is not None:
+            stats.record_agreement(predicted == copy.champion_class)
+
+    async def stop(self, drain_s: float) -> None:
+        """Give queued copies ``drain_s`` seconds to finish, then stop the workers."""
+        if self._queue is not None and self._workers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout=drain_s)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []

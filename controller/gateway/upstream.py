@@ -1,0 +1,345 @@
+"""Calls to model servers: a lean HTTP/1.1 client with a keep-alive pool per origin.
+
+Why not httpx: profiling the gateway under load showed httpcore's pool scanning every
+connection on every request (``is_idle`` hundreds of thousands of times per second) and anyio
+stream wrappers dominating the hot path, for under 1000 requests/s through the gateway. An
+asyncio ``Protocol`` with the ``httptools`` parser (the one uvicorn uses) does the same job
+in a few allocations per request. It speaks exactly what the gateway needs: one request at a
+time per connection, bodies buffered (bounded by ``max_request_body_mb`` on the way in),
+``Content-Length``, chunked and read-until-close responses, http and https.
+
+Response bodies pass through unchanged (still content-encoded, if the server compressed
+them); the gateway only looks inside uncompressed JSON. A request that fails on a reused
+keep-alive connection before a single response byte arrived (the server closed the idle
+connection as we wrote) is retried once on a fresh connection; nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+from controller.gateway.asgi import Headers
+
+STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+TIMEOUT = "timeout"
+CONNECTION_ERROR = "connection_error"
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    outcome: str  # "2xx" … "5xx", "timeout" or "connection_error"
+    status: int  # 0 when no response arrived
+    headers: Headers  # names lower-cased
+    body: bytes
+    latency_s: float
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == 0
+
+
+def status_class(status: int) -> str:
+    index = status // 100
+    return STATUS_CLASSES[index] if 0 <= index < len(STATUS_CLASSES) else "5xx"
+
+
+def content_type(headers: Headers) -> bytes | None:
+    """The content type of an uncompressed response (compressed bodies are not inspected)."""
+    found: bytes | None = None
+    for name, value in headers:
+        if name == b"content-type":
+            found = value
+        elif name == b"content-encoding" and value.lower() != b"identity":
+            return None
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    host: str
+    port: int
+    tls: bool
+    host_header: bytes
+    base_path: str  # the serving URL's own path, prefixed to every request path
+
+    @classmethod
+    def parse(cls, url: str) -> Origin:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        return cls(parts.hostname, port, tls, parts.netloc.encode(), parts.path.rstrip("/"))
+
+
+class _ConnectionLost(ConnectionError):
+    def __init__(self, message: str, received: bool) -> None:
+        super().__init__(message)
+        self.received = received
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; the pool hands it to one request at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._future: asyncio.Future[None] | None = None
+        self._head_only = False
+        self.status = 0
+        self.headers: Headers = []
+        self.body: list[bytes] = []
+        self.keep_alive = True
+        self._received = False
+        self._headers_done = False
+        self._has_length = True
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(ConnectionError("upstream tried to switch protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(ConnectionError(f"malformed response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        future = self._future
+        if future is not None and not future.done():
+            if self._headers_done and self._parser.get_status_code() and not self._has_length:
+                future.set_result(None)  # a body delimited by the connection closing
+            else:
+                future.set_exception(
+                    _ConnectionLost(str(exc or "upstream closed the connection"), self._received)
+                )
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+        self.status = self._parser.get_status_code()
+        self.keep_alive = self._parser.should_keep_alive()
+        self._has_length = any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in self.headers
+        )
+        if self._head_only:
+            self.keep_alive = False
+            self._complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._complete()
+
+    def _complete(self) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_exception(exc)
+        self.keep_alive = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, payload: bytes, head_only: bool) -> asyncio.Future[None]:
+        assert self.transport is not None
+        self.status = 0
+        self.headers = []
+        self.body = []
+        self._received = False
+        self._headers_done = False
+        self._has_length = True
+        self._head_only = head_only
+        self._future = future = self._loop.create_future()
+        self.transport.write(payload)
+        return future
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Pool:
+    """Idle connections to one origin (LIFO, so few stay warm) and a cap on open ones."""
+
+    def __init__(self, origin: Origin, limit: int, ssl_context: ssl.SSLContext | None) -> None:
+        self.origin = origin
+        self._limit = limit
+        self._ssl = ssl_context
+        self._idle: list[_Connection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
+
+    async def acquire(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> _Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed:
+                connection.reused = True
+                return connection
+            self._open -= 1
+        if self._open >= self._limit:
+            waiter: asyncio.Future[_Connection | None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await asyncio.wait_for(waiter, timeout_s)
+            except TimeoutError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
+            if handed is not None:
+                handed.reused = True
+                return handed
+        self._open += 1
+        try:
+            origin = self.origin
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(loop),
+                    origin.host,
+                    origin.port,
+                    ssl=self._ssl,
+                    server_hostname=origin.host if self._ssl else None,
+                ),
+                timeout_s,
+            )
+        except BaseException:
+            self._open -= 1
+            self._wake_one()
+            raise
+        return connection
+
+    def release(self, connection: _Connection) -> None:
+        if connection.closed or not connection.keep_alive:
+            connection.close()
+            self._open -= 1
+            self._wake_one()
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)
+
+    def _wake_one(self) -> None:
+        """A slot freed up: let a waiter open its own connection."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
+
+
+class Upstream:
+    def __init__(self, max_connections: int, timeout_s: float) -> None:
+        self._limit = max_connections
+        self._timeout_s = timeout_s
+        self._pools: dict[str, _Pool] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    def _pool(self, base_url: str) -> _Pool:
+        pool = self._pools.get(base_url)
+        if pool is None:
+            origin = Origin.parse(base_url)
+            if origin.tls and self._ssl is None:
+                self._ssl = ssl.create_default_context()
+            pool = self._pools[base_url] = _Pool(
+                origin, self._limit, self._ssl if origin.tls else None
+            )
+        return pool
+
+    async def call(
+        self, method: str, base_url: str, path: str, headers: Headers, body: bytes
+    ) -> UpstreamResponse:
+        """``method`` ``base_url + path``; never raises for upstream failures."""
+        start = time.perf_counter()
+        try:
+            pool = self._pool(base_url)
+            origin = pool.origin
+            parts = [f"{method} {origin.base_path}{path} HTTP/1.1\r\n".encode()]
+            parts.append(b"host: " + origin.host_header + b"\r\n")
+            parts.extend(name + b": " + value + b"\r\n" for name, value in headers)
+            if body or method not in BODYLESS_METHODS:
+                parts.append(b"content-length: %d\r\n" % len(body))
+            parts.append(b"\r\n")
+            parts.append(body)
+            payload = b"".join(parts)
+            return await self._exchange(pool, payload, method == "HEAD", start)
+        except TimeoutError:
+            return UpstreamResponse(TIMEOUT, 0, [], b"", time.perf_counter() - start, "timeout")
+        except (OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            return UpstreamResponse(
+                CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error
+            )
+
+    async def _exchange(
+        self, pool: _Pool, payload: bytes, head_only: bool, start: float
+    ) -> UpstreamResponse:
+        loop = asyncio.get_running_loop()
+        deadline = start + self._timeout_s
+        for attempt in (0, 1):
+            connection = await pool.acquire(loop, max(deadline - time.perf_counter(), 0.001))
+            future = connection.send(payload, head_only)
+            timer = loop.call_later(max(deadline - time.perf_counter(), 0.0), _expire, future)
+            try:
+                await future
+            except _ConnectionLost as exc:
+                pool.release(connection)
+                if attempt == 0 and connection.reused and not exc.received:
+                    continue
+                raise
+            except BaseException:
+                connection.keep_alive = False
+                pool.release(connection)
+                raise
+            finally:
+                timer.cancel()
+            status = connection.status
+            headers = connection.headers
+            chunks = connection.body
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            pool.release(connection)
+            return UpstreamResponse(
+                status_class(status), status, headers, body, time.perf_counter() - start
+            )
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())

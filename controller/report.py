@@ -1,0 +1,191 @@
+"""A self-contained HTML report of rollouts: weights and every guardrail's evidence over time.
+
+Inline SVG, no JavaScript and no plotting dependency, so the file opens anywhere and can be
+attached to an incident ticket or a CI run."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+WIDTH, HEIGHT, PAD = 640, 180, 44
+COLOURS = {"champion": "#2b6cb0", "challenger": "#c05621", "band": "#fbd38d", "margin": "#9b2c2c"}
+VERDICT_COLOURS = {"harm": "#c53030", "no_harm_within_margin": "#2f855a", "continue": "#718096"}
+
+
+@dataclass(frozen=True)
+class RolloutHistory:
+    """A rollout as the API returns it, with its observations (one per reconciler look)."""
+
+    rollout: dict[str, Any]
+    observations: Sequence[dict[str, Any]]
+
+
+def _time(value: str | datetime) -> float:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment.timestamp()
+
+
+class _Chart:
+    """Maps data to one SVG panel's pixels."""
+
+    def __init__(self, x_max: float, y_min: float, y_max: float, log_y: bool = False) -> None:
+        self.x_max = max(x_max, 1e-9)
+        self.log_y = log_y
+        self.y_min, self.y_max = (math.log10(y_min), math.log10(y_max)) if log_y else (y_min, y_max)
+        if self.y_max <= self.y_min:
+            self.y_max = self.y_min + 1.0
+        self.parts: list[str] = []
+
+    def x(self, seconds: float) -> float:
+        return PAD + seconds / self.x_max * (WIDTH - 2 * PAD)
+
+    def y(self, value: float) -> float:
+        if self.log_y:
+            value = math.log10(max(value, 10**self.y_min))
+        value = min(max(value, self.y_min), self.y_max)
+        return HEIGHT - PAD + (value - self.y_min) / (self.y_min - self.y_max) * (HEIGHT - 2 * PAD)
+
+    def line(self, points: list[tuple[float, float]], colour: str, step: bool = False) -> None:
+        if not points:
+            return
+        coords: list[str] = []
+        for i, (t, v) in enumerate(points):
+            if step and i:
+                coords.append(f"{self.x(t):.1f},{self.y(points[i - 1][1]):.1f}")
+            coords.append(f"{self.x(t):.1f},{self.y(v):.1f}")
+        self.parts.append(
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(coords)}"/>'
+        )
+
+    def band(self, lows: list[tuple[float, float]], highs: list[tuple[float, float]]) -> None:
+        if not lows:
+            return
+        outline = [(self.x(t), self.y(v)) for t, v in highs]
+        outline += [(self.x(t), self.y(v)) for t, v in reversed(lows)]
+        coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in outline)
+        self.parts.append(f'<polygon fill="{COLOURS["band"]}" opacity="0.7" points="{coords}"/>')
+
+    def hline(self, value: float, colour: str, label: str) -> None:
+        y = self.y(value)
+        self.parts.append(
+            f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" '
+            f'stroke-dasharray="4 3"/><text x="{WIDTH - PAD + 2}" y="{y + 4:.1f}" '
+            f'font-size="10" fill="{colour}">{html.escape(label)}</text>'
+        )
+
+    def svg(self, title: str, y_label: str) -> str:
+        low = 10**self.y_min if self.log_y else self.y_min
+        high = 10**self.y_max if self.log_y else self.y_max
+        axes = (
+            f'<rect x="{PAD}" y="{PAD}" width="{WIDTH - 2 * PAD}" height="{HEIGHT - 2 * PAD}" '
+            f'fill="none" stroke="#cbd5e0"/>'
+            f'<text x="{PAD}" y="{PAD - 8}" font-size="12" font-weight="bold">'
+            f"{html.escape(title)}</text>"
+            f'<text x="4" y="{PAD + 4}" font-size="10">{high:.3g}</text>'
+            f'<text x="4" y="{HEIGHT - PAD}" font-size="10">{low:.3g}</text>'
+            f'<text x="{PAD}" y="{HEIGHT - PAD + 16}" font-size="10">0 s</text>'
+            f'<text x="{WIDTH - PAD - 30}" y="{HEIGHT - PAD + 16}" font-size="10">'
+            f"{self.x_max:.0f} s</text>"
+            f'<text x="{PAD + 40}" y="{HEIGHT - 6}" font-size="10">{html.escape(y_label)}</text>'
+        )
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}">'
+            f"{axes}{''.join(self.parts)}</svg>"
+        )
+
+
+def _weights_chart(start: float, span: float, observations: Sequence[dict[str, Any]]) -> str:
+    chart = _Chart(span, 0, 100)
+    chart.line(
+        [(_time(o["at"]) - start, o["challenger_weight_bp"] / 100) for o in observations],
+        COLOURS["challenger"],
+        step=True,
+    )
+    return chart.svg("challenger traffic (%)", "time since start")
+
+
+def _guardrail_charts(
+    start: float, span: float, observations: Sequence[dict[str, Any]]
+) -> list[str]:
+    metrics: list[str] = []
+    for obs in observations:
+        for metric in obs.get("evidence", {}):
+            if metric not in metrics:
+                metrics.append(metric)
+    charts = []
+    for metric in metrics:
+        points = [(_time(o["at"]) - start, o["evidence"].get(metric, {})) for o in observations]
+        lows = [(t, e["ci_low"]) for t, e in points if e.get("ci_low") is not None]
+        highs = [(t, e["ci_high"]) for t, e in points if e.get("ci_high") is not None]
+        margin = next((e.get("margin") for _, e in points if e.get("margin") is not None), None)
+        values = [v for _, v in lows + highs] + [0.0] + ([margin, -margin] if margin else [])
+        finite = [v for v in values if math.isfinite(v)]
+        scale = max(abs(v) for v in finite) if finite else 1.0
+        scale = min(scale, 4 * abs(margin)) if margin else scale
+        band = _Chart(span, -scale, scale)
+        band.band(lows, highs)
+        band.hline(0.0, "#4a5568", "0")
+        if margin:
+            band.hline(margin, COLOURS["margin"], "margin")
+        last = points[-1][1] if points else {}
+        verdict = last.get("verdict", "continue")
+        charts.append(
+            f'<h3>{html.escape(metric)} <span style="color:{VERDICT_COLOURS.get(verdict, "#000")}">'
+            f"{html.escape(verdict)}</span></h3>"
+            + band.svg(f"{metric}: confidence sequence for the effect", "challenger − champion")
+        )
+        p_values = [(t, e["p_value"]) for t, e in points if e.get("p_value") is not None]
+        if p_values:
+            pv = _Chart(span, 1e-6, 1.0, log_y=True)
+            pv.line(p_values, COLOURS["challenger"])
+            alpha = next((e.get("alpha") for _, e in points if e.get("alpha")), None)
+            if alpha:
+                pv.hline(alpha, COLOURS["margin"], "alpha")
+            charts.append(pv.svg(f"{metric}: anytime-valid p-value for harm", "log scale"))
+    return charts
+
+
+def _section(history: RolloutHistory) -> str:
+    r = history.rollout
+    observations = list(history.observations)
+    title = (
+        f"{r['model']} rollout {r['id']}: v{r['champion_version']} → v{r['challenger_version']}"
+        f" ({r['strategy']})"
+    )
+    state = r["state"]
+    colour = {"promoted": "#2f855a", "rolled_back": "#c53030"}.get(state, "#4a5568")
+    head = (
+        f"<h2>{html.escape(title)}</h2><p><b style='color:{colour}'>{html.escape(state)}</b>: "
+        f"{html.escape(r.get('reason') or '')}</p>"
+    )
+    if not observations:
+        return head + "<p>No observations recorded.</p>"
+    start = _time(r["created_at"])
+    span = max(_time(o["at"]) - start for o in observations)
+    arms = r.get("arms", {})
+    rows = "".join(
+        f"<tr><td>{html.escape(key)}</td><td>{arms.get('champion', {}).get(key)}</td>"
+        f"<td>{arms.get('challenger', {}).get(key)}</td></tr>"
+        for key in ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms", "accuracy")
+    )
+    table = f"<table><tr><th></th><th>champion</th><th>challenger</th></tr>{rows}</table>"
+    charts = [_weights_chart(start, span, observations), *_guardrail_charts(start, span, observations)]
+    return head + table + "".join(f"<div>{c}</div>" for c in charts)
+
+
+def render_html(histories: Sequence[RolloutHistory], title: str = "Shelf rollout report") -> str:
+    body = "".join(f"<section>{_section(h)}</section>" for h in histories)
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:760px;margin:2em auto;color:#1a202c}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #e2e8f0;"
+        "padding:2px 8px;text-align:right}section{margin-bottom:3em}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )

@@ -1,0 +1,97 @@
+"""Shared set-up for rollout end-to-end tests: a model with a champion and a challenger, each
+served by a real example model server process, and live traffic through the gateway."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from controller.demo.processes import Process, start_model_server
+from tests.e2e.conftest import ShelfServer
+
+FAST_LOOP = {
+    "SHELF_RECONCILER_INTERVAL_S": "0.3",
+    "SHELF_GATEWAY_FLUSH_INTERVAL_S": "0.3",
+    "SHELF_GATEWAY_REFRESH_INTERVAL_S": "0.2",
+}
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    error_rate: float = 0.0
+    latency_ms: float = 4.0
+    accuracy: float = 0.9
+    class_bias: float = 0.0
+
+
+class ModelServers:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Process] = []
+
+    def start(self, name: str, behaviour: Behaviour) -> Process:
+        process = start_model_server(
+            name,
+            self.log_dir,
+            error_rate=behaviour.error_rate,
+            latency_ms=behaviour.latency_ms,
+            accuracy=behaviour.accuracy,
+            class_bias=behaviour.class_bias,
+        )
+        self.started.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.started:
+            process.stop()
+
+
+@pytest.fixture
+def model_servers(tmp_path: Path) -> Iterator[ModelServers]:
+    servers = ModelServers(tmp_path / "model-logs")
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+def register_versions(
+    server: ShelfServer,
+    servers: ModelServers,
+    tmp_path: Path,
+    *behaviours: Behaviour,
+    model: str = "fraud",
+) -> None:
+    """Registers one version per behaviour (v1, v2, …) and makes v1 the champion."""
+    for number, behaviour in enumerate(behaviours, 1):
+        process = servers.start(f"{model}-v{number}", behaviour)
+        folder = tmp_path / f"{model}-v{number}"
+        folder.mkdir()
+        (folder / "model.json").write_text(json.dumps({"version": number, **behaviour.__dict__}))
+        server.cli("register", model, str(folder), "--serving-url", process.url)
+    server.cli("alias", "set", model, "champion", "1")
+
+
+def start_rollout(
+    server: ShelfServer, *args: str, wait: bool = True, timeout: str = "90s"
+) -> subprocess.CompletedProcess[str]:
+    command = [
+        "rollout", "start", "fraud", "--challenger", "2",
+        "--steps", "50,100", "--min-samples", "150", "--min-step-duration", "1s",
+        "--max-duration", "80s", *args,
+    ]  # fmt: skip
+    if wait:
+        command += ["--wait", "--timeout", timeout]
+    return server.cli(*command, check=False, timeout=150)
+
+
+def rollout_json(server: ShelfServer, model: str = "fraud") -> dict[str, object]:
+    result: dict[str, object] = json.loads(
+        server.cli("rollout", "status", model, "--json").stdout
+    )
+    return result

@@ -1,0 +1,125 @@
+"""Rollouts end to end: a real server, real model servers and live traffic through the gateway.
+A regressed challenger is rolled back by the guardrails, a good one promoted, and `--wait`
+tells CI which happened through its exit code."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.demo.traffic import Traffic
+from registry.cli import exit_codes
+from registry.config import Settings
+from tests.e2e.conftest import ShelfServer, make_server
+from tests.e2e.rollout_helpers import (
+    FAST_LOOP,
+    Behaviour,
+    ModelServers,
+    model_servers,
+    register_versions,
+    rollout_json,
+    start_rollout,
+)
+
+pytestmark = pytest.mark.e2e
+__all__ = ["model_servers"]
+
+CHAMPION = Behaviour(error_rate=0.0, latency_ms=4.0, accuracy=0.9)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> ShelfServer:
+    home = tmp_path / "home"
+    home.mkdir()
+    server = make_server(Settings(home=home), tmp_path, **FAST_LOOP)
+    server.start()
+    try:
+        yield server  # type: ignore[misc]
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("regression", "guardrail"),
+    [
+        (Behaviour(error_rate=0.15, latency_ms=4.0, accuracy=0.9), "error_rate"),
+        (Behaviour(error_rate=0.0, latency_ms=14.0, accuracy=0.9), "latency"),
+        (Behaviour(error_rate=0.0, latency_ms=4.0, accuracy=0.9, class_bias=0.4), "class_shift"),
+        (Behaviour(error_rate=0.0, latency_ms=4.0, accuracy=0.45), "accuracy"),
+    ],
+    ids=["more-errors", "slower", "shifted-predictions", "worse-labels"],
+)
+def test_regressed_challenger_is_rolled_back(
+    server: ShelfServer,
+    model_servers: ModelServers,
+    tmp_path: Path,
+    regression: Behaviour,
+    guardrail: str,
+) -> None:
+    register_versions(server, model_servers, tmp_path, CHAMPION, regression)
+    with Traffic(server.gateway_url, "fraud", concurrency=6, label_fraction=0.5, label_delay_s=0.2):
+        result = start_rollout(server, "--guardrail", guardrail)
+    assert result.returncode == exit_codes.ROLLED_BACK, result.stdout + result.stderr
+    status = rollout_json(server)
+    assert status["state"] == "rolled_back"
+    assert guardrail in str(status["reason"])
+    assert status["challenger_weight_bp"] == 0
+    champion = json.loads(server.cli("show", "fraud@champion", "--json").stdout)
+    assert champion["version"] == 1
+    history = server.cli("history", "fraud", "--json").stdout
+    rolled_back = [e for e in json.loads(history)["items"] if e["kind"] == "rollout.rolled_back"]
+    assert rolled_back and rolled_back[0]["payload"]["evidence"]["verdict"] == "harm"
+
+
+def test_equal_challenger_is_promoted_and_becomes_champion(
+    server: ShelfServer, model_servers: ModelServers, tmp_path: Path
+) -> None:
+    register_versions(server, model_servers, tmp_path, CHAMPION, CHAMPION)
+    with Traffic(server.gateway_url, "fraud", concurrency=6, label_fraction=0.3):
+        result = start_rollout(server, "--guardrail", "error_rate", "--guardrail", "latency")
+    assert result.returncode == exit_codes.OK, result.stdout + result.stderr
+    assert "promoted" in result.stdout
+    champion = json.loads(server.cli("show", "fraud@champion", "--json").stdout)
+    assert champion["version"] == 2
+    history = json.loads(server.cli("history", "fraud", "--json").stdout)["items"]
+    promoted = [e for e in history if e["kind"] == "rollout.promoted"]
+    assert promoted and promoted[0]["payload"]["evidence"]["verdict"] == "no_harm_within_margin"
+
+
+def test_wait_times_out_and_abort_exits_4(
+    server: ShelfServer, model_servers: ModelServers, tmp_path: Path
+) -> None:
+    register_versions(server, model_servers, tmp_path, CHAMPION, CHAMPION)
+    # No traffic: the rollout cannot progress, so --wait gives up with its own exit code.
+    result = start_rollout(server, timeout="2s")
+    assert result.returncode == exit_codes.TIMED_OUT, result.stdout + result.stderr
+    assert rollout_json(server)["state"] == "canary"
+    server.cli("rollout", "abort", "fraud")
+    status = rollout_json(server)
+    assert status["state"] == "aborted"
+    waited = server.cli("rollout", "status", "fraud", "--watch", check=False)
+    assert waited.returncode == exit_codes.ABORTED
+
+
+def test_manual_rollback_during_canary_moves_traffic_within_a_second(
+    server: ShelfServer, model_servers: ModelServers, tmp_path: Path
+) -> None:
+    register_versions(server, model_servers, tmp_path, CHAMPION, CHAMPION)
+    started = start_rollout(server, "--steps", "50", "--min-samples", "1000000", wait=False)
+    assert started.returncode == 0, started.stderr
+    with Traffic(server.gateway_url, "fraud", concurrency=4, keep_log=True) as traffic:
+        deadline = time.monotonic() + 10
+        while traffic.stats.by_version["2"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert traffic.stats.by_version["2"] >= 20, traffic.stats
+        server.cli("rollback", "fraud", "--reason", "pager went off")
+        returned = time.monotonic()
+        time.sleep(2.0)
+    late = [s for s in traffic.log if s.version == "2" and s.sent > returned + 1.0]
+    assert late == [], f"{len(late)} requests reached the challenger >1s after the rollback"
+    assert rollout_json(server)["state"] == "rolled_back"
+    history = json.loads(server.cli("history", "fraud", "--json").stdout)["items"]
+    assert any("pager went off" in json.dumps(e) for e in history)

@@ -177,10 +177,9 @@ def wait_route(gateway: str, mirror: bool | None) -> None:
     while time.monotonic() < deadline:
         routes = httpx.get(f"{gateway}/v1/routes").json()["models"]
         route = routes.get("bench")
-        if route and (route["mirror"] if mirror is not None else route["rollout_id"] is None):
-            if mirror is None or route["mirror"] == mirror:
-                return
-        if route and mirror is False and route["rollout_id"] and not route["mirror"]:
+        if route and mirror is None and route["rollout_id"] is None:
+            return
+        if route and mirror is not None and route["rollout_id"] and route["mirror"] == mirror:
             return
         time.sleep(0.05)
     raise RuntimeError("the gateway never picked up the routing change")
@@ -218,7 +217,8 @@ def load_wrk(url: str, concurrency: int, duration: float, script: Path) -> dict[
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     percentiles = {
-        int(p): _ms(v, u) for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        int(p): _ms(v, u)
+        for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     }
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
@@ -257,7 +257,9 @@ async def _load_httpx(url: str, concurrency: int, duration: float) -> dict[str, 
     }
 
 
-def load(url: str, concurrency: int, duration: float, loadgen: str, script: Path) -> dict[str, float]:
+def load(
+    url: str, concurrency: int, duration: float, loadgen: str, script: Path
+) -> dict[str, float]:
     if loadgen == "wrk":
         return load_wrk(url, concurrency, duration, script)
     return asyncio.run(_load_httpx(url, concurrency, duration))

@@ -191,7 +191,11 @@ def rollout_start(
 
 @rollout.command("status")
 @click.argument("name")
-@click.option("--watch", is_flag=True, help="Refresh every second until the rollout ends")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Stream progress until the rollout ends; exit code as for `start --wait`",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def rollout_status(ctx: click.Context, name: str, watch: bool, as_json: bool) -> int:
@@ -199,7 +203,7 @@ def rollout_status(ctx: click.Context, name: str, watch: bool, as_json: bool) ->
     check_model_name(name)
     client = client_of(ctx)
     current = client.get(f"/v1/models/{name}/rollout")
-    if watch and current["state"] not in OUTCOME_CODES:
+    if watch:  # exits with the outcome's code, like `rollout start --wait`
         return wait_for_outcome(client, current["id"], float("inf"), as_json)
     if as_json:
         print_json(current)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from controller.demo.processes import Process, start_model_server
@@ -44,6 +45,10 @@ class ModelServers:
             class_bias=behaviour.class_bias,
         )
         self.started.append(process)
+        body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1]}]}
+        with httpx.Client() as client:  # warm up, as a readiness probe would in production
+            for _ in range(20):
+                client.post(f"{process.url}/v2/models/warmup/infer", json=body)
         return process
 
     def stop(self) -> None:

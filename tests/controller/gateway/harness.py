@@ -24,9 +24,9 @@ from registry.config import Settings
 from registry.db.base import utcnow
 from registry.db.models import Model, ModelVersion
 from registry.db.session import Database
+from registry.services import aliases
 from tests.conftest import free_port
 from tests.controller.factories import add_version
-from registry.services import aliases
 
 
 class ServerThread:
@@ -205,7 +205,7 @@ def wait_for_totals(
 async def fire(
     url: str,
     count: int,
-    concurrency: int = 16,
+    concurrency: int = 4,
     make: Any = None,
 ) -> list[httpx.Response]:
     """``count`` requests, ``concurrency`` at a time; ``make(i)`` gives (method, path, kwargs)."""

@@ -34,7 +34,7 @@ def test_split_proportion_stickiness_and_exactly_once_statistics(
         rollout_id = start_rollout(database, "fraud", champion, challenger, weight_bp=2000)
         with running_gateway(gateway_settings(backend_settings), database) as gateway:
             gateway.wait_for(lambda r: r.get("fraud", {}).get("weight_bp") == 2000)
-            n = 2000
+            n = 1200
             responses = asyncio.run(
                 fire(
                     gateway.url,
@@ -44,7 +44,10 @@ def test_split_proportion_stickiness_and_exactly_once_statistics(
             )
             assert all(r.status_code == 200 for r in responses)
             versions = [r.headers["x-shelf-version"] for r in responses]
-            assert all(r.json()["model_version"] == f"v{v}" for r, v in zip(responses, versions))
+            assert all(
+                r.json()["model_version"] == f"v{v}"
+                for r, v in zip(responses, versions, strict=True)
+            )
             to_challenger = versions.count("2")
             sigma = math.sqrt(n * 0.2 * 0.8)
             assert abs(to_challenger - n * 0.2) < 4 * sigma
@@ -65,7 +68,9 @@ def test_split_proportion_stickiness_and_exactly_once_statistics(
             )
             by_user: dict[str, set[str]] = {}
             for i, response in enumerate(keyed):
-                by_user.setdefault(f"user-{i % 100}", set()).add(response.headers["x-shelf-version"])
+                by_user.setdefault(f"user-{i % 100}", set()).add(
+                    response.headers["x-shelf-version"]
+                )
             assert all(len(arms) == 1 for arms in by_user.values())
             assert 0 < sum(arms == {"2"} for arms in by_user.values()) < 100
 

@@ -76,7 +76,9 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     env["SHELF_HOME"] = str(home)
     process = subprocess.Popen(
         [sys.executable, "-m", "registry.cli.main", "api", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -165,7 +167,9 @@ def main() -> None:
     print(f"{'':22}{'MB/s':>10}{'ratio to baseline':>20}")
     print(f"{'baseline copy+sha256':22}{result['baseline_mb_s']:>10}{1.0:>20.3f}")
     print(f"{'upload (register)':22}{result['upload_mb_s']:>10}{result['upload_ratio']:>20.3f}")
-    print(f"{'download (verified)':22}{result['download_mb_s']:>10}{result['download_ratio']:>20.3f}")
+    print(
+        f"{'download (verified)':22}{result['download_mb_s']:>10}{result['download_ratio']:>20.3f}"
+    )
     print(
         f"server peak RSS: {result['server_peak_rss_small_mib']} MiB after {args.small_mb} MiB, "
         f"{result['server_peak_rss_large_mib']} MiB after {size_mb} MiB "

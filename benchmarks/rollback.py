@@ -101,12 +101,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures))
         return
-    print(f"{trials} rollbacks under load ({args.concurrency} concurrent clients, "
-          f"{served} requests, {figures['database']})")
-    print("last challenger request after `shelf rollback` returned, per trial (ms): "
-          + ", ".join(f"{r:.0f}" for r in results))
-    print(f"p50 {figures['rollback_p50_ms']} ms, max {figures['rollback_max_ms']} ms "
-          f"(target max < 1000 ms; ratio {figures['rollback_max_ms'] / 1000:.2f})")
+    print(
+        f"{trials} rollbacks under load ({args.concurrency} concurrent clients, "
+        f"{served} requests, {figures['database']})"
+    )
+    print(
+        "last challenger request after `shelf rollback` returned, per trial (ms): "
+        + ", ".join(f"{r:.0f}" for r in results)
+    )
+    print(
+        f"p50 {figures['rollback_p50_ms']} ms, max {figures['rollback_max_ms']} ms "
+        f"(target max < 1000 ms; ratio {figures['rollback_max_ms'] / 1000:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ class _Chart:
             if step and i:
                 coords.append(f"{self.x(t):.1f},{self.y(points[i - 1][1]):.1f}")
             coords.append(f"{self.x(t):.1f},{self.y(v):.1f}")
+        joined = " ".join(coords)
         self.parts.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(coords)}"/>'
+            f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{joined}"/>'
         )
 
     def band(self, lows: list[tuple[float, float]], highs: list[tuple[float, float]]) -> None:
@@ -137,7 +138,7 @@ def _guardrail_charts(
         charts.append(
             f'<h3>{html.escape(metric)} <span style="color:{VERDICT_COLOURS.get(verdict, "#000")}">'
             f"{html.escape(verdict)}</span></h3>"
-            + band.svg(f"{metric}: confidence sequence for the effect", "challenger − champion")
+            + band.svg(f"{metric}: confidence sequence for the effect", "challenger minus champion")
         )
         p_values = [(t, e["p_value"]) for t, e in points if e.get("p_value") is not None]
         if p_values:
@@ -174,7 +175,10 @@ def _section(history: RolloutHistory) -> str:
         for key in ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms", "accuracy")
     )
     table = f"<table><tr><th></th><th>champion</th><th>challenger</th></tr>{rows}</table>"
-    charts = [_weights_chart(start, span, observations), *_guardrail_charts(start, span, observations)]
+    charts = [
+        _weights_chart(start, span, observations),
+        *_guardrail_charts(start, span, observations),
+    ]
     return head + table + "".join(f"<div>{c}</div>" for c in charts)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +44,8 @@ def _config(listener: Listener) -> uvicorn.Config:
 
 
 async def serve(
-    listeners: list[Listener],
-    jobs: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
+    listeners: Sequence[Listener],
+    jobs: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
     on_started: Callable[[], None] | None = None,
 ) -> None:
     """Runs until a signal arrives; each job gets an event that is set when it should stop."""
@@ -89,8 +89,8 @@ async def serve(
 
 
 def run(
-    listeners: list[Listener],
-    jobs: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
+    listeners: Sequence[Listener],
+    jobs: Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] | None = None,
     on_started: Callable[[], None] | None = None,
 ) -> None:
     import uvloop

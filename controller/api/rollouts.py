@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -132,7 +134,7 @@ def observations(
         ]
 
 
-def _control(action: str):  # type: ignore[no-untyped-def]
+def _control(action: str) -> Callable[..., RolloutOut]:
     operations = {
         "pause": service.pause,
         "resume": service.resume,

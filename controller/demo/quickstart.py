@@ -80,8 +80,10 @@ def run_rollout(
             "guardrails": list(GUARDRAILS),
         },
     )
-    say(f"rollout {rollout['id']}: canary of v{challenger} against champion "
-        f"v{rollout['champion_version']}, steps 10% → 50% → 100%")
+    say(
+        f"rollout {rollout['id']}: canary of v{challenger} against champion "
+        f"v{rollout['champion_version']}, steps 10% → 50% → 100%"
+    )
     last = None
     while rollout["state"] not in ("promoted", "rolled_back", "aborted"):
         time.sleep(1.0)
@@ -143,8 +145,7 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list
             for challenger in (2, 3):
                 finished.append(run_rollout(client, challenger, say, timeout_s))
         histories = [
-            RolloutHistory(r, client.get(f"/v1/rollouts/{r['id']}/observations"))
-            for r in finished
+            RolloutHistory(r, client.get(f"/v1/rollouts/{r['id']}/observations")) for r in finished
         ]
         report = home / "report.html"
         report.write_text(render_html(histories, title="Shelf quickstart"))

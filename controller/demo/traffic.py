@@ -93,7 +93,9 @@ class Traffic:
         limits = httpx.Limits(max_connections=self.concurrency * 2)
         async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
             feedback: asyncio.Queue[tuple[float, str, str]] = asyncio.Queue()
-            workers = [asyncio.create_task(self._worker(client, feedback)) for _ in range(self.concurrency)]
+            workers = [
+                asyncio.create_task(self._worker(client, feedback)) for _ in range(self.concurrency)
+            ]
             sender = asyncio.create_task(self._send_feedback(client, feedback))
             while not self._stop.is_set():
                 await asyncio.sleep(0.05)
@@ -108,9 +110,7 @@ class Traffic:
         while not self._stop.is_set():
             value = self._random.randrange(1_000_000)
             body = {
-                "inputs": [
-                    {"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [value, 1]}
-                ]
+                "inputs": [{"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [value, 1]}]
             }
             headers = {"X-Shelf-Routing-Key": f"user-{self._random.randrange(10**9)}"}
             sent = time.monotonic()

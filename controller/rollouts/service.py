@@ -169,6 +169,7 @@ def rollback(
         roll_back_rollout(session, rollout, actor, why)
         ended = rollout.id
     current = champion_of(session, model)
+    target: ModelVersion | None
     if to_version is not None:
         target = resolve(session, Reference(name, version=to_version))
     elif rollout is not None:

@@ -69,9 +69,7 @@ def verify(digest: str, size: int | None, actual_digest: str, actual_size: int) 
         )
 
 
-def read_verified(
-    digest: str, chunks: Iterator[bytes], where: str
-) -> Iterator[bytes]:
+def read_verified(digest: str, chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
     """Pass ``chunks`` through, then fail loudly if they do not hash to ``digest``."""
     hasher = hashlib.sha256()
     for chunk in chunks:

@@ -8,6 +8,7 @@ ever appears."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -93,12 +94,11 @@ class S3BlobWriter:
         self._buffer.clear()
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
-            try:
+            # An expired upload is gone already; a bucket lifecycle rule cleans up the rest.
+            with contextlib.suppress(ClientError):
                 self._store.client.abort_multipart_upload(
                     Bucket=self._store.bucket, Key=self._key, UploadId=upload_id
                 )
-            except ClientError:
-                pass  # an expired upload is gone already; a bucket lifecycle rule cleans up
 
 
 class S3Store:
@@ -118,9 +118,7 @@ class S3Store:
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self.part_size = max(part_size_mb * 1024 * 1024, MIN_PART)
-        config = Config(
-            retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32
-        )
+        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32)
         self.client: S3Client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config
         )

@@ -96,7 +96,5 @@ def start_rollout(
 
 
 def rollout_json(server: ShelfServer, model: str = "fraud") -> dict[str, object]:
-    result: dict[str, object] = json.loads(
-        server.cli("rollout", "status", model, "--json").stdout
-    )
+    result: dict[str, object] = json.loads(server.cli("rollout", "status", model, "--json").stdout)
     return result

@@ -13,8 +13,8 @@ import pytest
 from controller.demo.traffic import Traffic
 from registry.config import Settings
 from tests.e2e.conftest import settings_env, shelf_command
-from tests.e2e.rollout_helpers import FAST_LOOP, Behaviour, ModelServers, model_servers
 from tests.e2e.roles import start_role
+from tests.e2e.rollout_helpers import FAST_LOOP, Behaviour, ModelServers, model_servers
 
 pytestmark = pytest.mark.e2e
 __all__ = ["model_servers"]
@@ -57,10 +57,21 @@ def test_killed_reconciler_resumes_the_same_rollout(
         cli("alias", "set", "fraud", "champion", "1")
         started = json.loads(
             cli(
-                "rollout", "start", "fraud", "--challenger", "2", "--steps", "20,50,100",
-                "--min-samples", "150", "--min-step-duration", "1s",
-                "--guardrail", "error_rate", "--json",
-            )  # fmt: skip
+                "rollout",
+                "start",
+                "fraud",
+                "--challenger",
+                "2",
+                "--steps",
+                "20,50,100",
+                "--min-samples",
+                "150",
+                "--min-step-duration",
+                "1s",
+                "--guardrail",
+                "error_rate",
+                "--json",
+            )
         )
         with Traffic(gateway.url, "fraud", concurrency=4, label_fraction=0.0):
             deadline = time.monotonic() + 60

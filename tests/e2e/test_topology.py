@@ -16,8 +16,8 @@ from controller.demo.traffic import Traffic
 from registry.cli import exit_codes
 from registry.config import Settings
 from tests.e2e.conftest import settings_env, shelf_command
-from tests.e2e.rollout_helpers import FAST_LOOP, Behaviour, ModelServers, model_servers
 from tests.e2e.roles import Role, leaders, start_role
+from tests.e2e.rollout_helpers import FAST_LOOP, Behaviour, ModelServers, model_servers
 
 pytestmark = pytest.mark.e2e
 __all__ = ["model_servers"]

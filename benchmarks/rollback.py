@@ -41,7 +41,9 @@ def register(client: ShelfClient, folder: Path, url: str) -> None:
     )  # fmt: skip
 
 
-def trial(client: ShelfClient, traffic: Traffic, env: dict[str, str]) -> float:
+def trial(client: ShelfClient, traffic: Traffic, env: dict[str, str]) -> tuple[float, float]:
+    """Returns (ms after `shelf rollback` returned, ms after it was launched) of the last
+    request the challenger served."""
     client.post(
         "/v1/models/bench/rollouts",
         {"challenger": 2, "steps": [50], "min_samples": 10**9, "min_step_duration_s": 3600},
@@ -54,14 +56,15 @@ def trial(client: ShelfClient, traffic: Traffic, env: dict[str, str]) -> float:
         time.sleep(0.05)
     else:
         raise SystemExit("the challenger never received traffic")
+    launched = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "registry.cli.main", "rollback", "bench"],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
     returned = time.monotonic()
     time.sleep(1.5)
-    late = [s.sent - returned for s in traffic.log if s.version == "2" and s.sent >= returned]
-    return max(late, default=0.0) * 1000
+    last = max((s.sent for s in traffic.log if s.version == "2"), default=launched)
+    return max(last - returned, 0.0) * 1000, max(last - launched, 0.0) * 1000
 
 
 def main() -> None:
@@ -75,6 +78,13 @@ def main() -> None:
     trials = 3 if args.quick else args.trials
     work = Path(tempfile.mkdtemp(prefix="shelf-rollback-"))
     extra = {"SHELF_DATABASE_URL": args.database_url} if args.database_url else {}
+    if args.database_url:  # only the embedded SQLite is migrated by `shelf server` itself
+        subprocess.run(
+            [sys.executable, "-m", "registry.cli.main", "db", "upgrade"],
+            env={**os.environ, **extra},
+            check=True,
+            capture_output=True,
+        )
     server, gateway = start_shelf_server(work / "home", extra)
     models = [start_model_server(f"v{i}", work / "logs", latency_ms=2.0) for i in (1, 2)]
     try:
@@ -84,18 +94,22 @@ def main() -> None:
         client.put("/v1/models/bench/aliases/champion", {"version": 1})
         env = {**os.environ, "SHELF_URL": server.url}
         with Traffic(gateway, "bench", args.concurrency, label_fraction=0, keep_log=True) as load:
-            results = [trial(client, load, env) for _ in range(trials)]
+            pairs = [trial(client, load, env) for _ in range(trials)]
         served = len(load.log)
     finally:
         for process in [*models, server]:
             process.stop()
         shutil.rmtree(work, ignore_errors=True)
+    results = [after for after, _ in pairs]
+    since_launch = [launched for _, launched in pairs]
     figures = {
         "trials": trials,
         "requests": served,
         "database": "postgresql" if args.database_url else "sqlite",
         "rollback_p50_ms": round(statistics.median(results), 1),
         "rollback_max_ms": round(max(results), 1),
+        "since_launch_p50_ms": round(statistics.median(since_launch), 1),
+        "since_launch_max_ms": round(max(since_launch), 1),
         "target_max_ms": 1000,
     }
     if args.json:
@@ -112,6 +126,10 @@ def main() -> None:
     print(
         f"p50 {figures['rollback_p50_ms']} ms, max {figures['rollback_max_ms']} ms "
         f"(target max < 1000 ms; ratio {figures['rollback_max_ms'] / 1000:.2f})"
+    )
+    print(
+        "counted from launching the command instead (includes the CLI's own start-up): "
+        f"p50 {figures['since_launch_p50_ms']} ms, max {figures['since_launch_max_ms']} ms"
     )
 
 

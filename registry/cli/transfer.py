@@ -25,6 +25,7 @@ from rich.progress import (
 from registry.cli.client import ShelfClient
 from registry.errors import IntegrityError, InvalidInput
 from registry.names import check_manifest_path
+from registry.storage.base import hash_while
 
 CHUNK = 1024 * 1024
 
@@ -102,8 +103,7 @@ class _PipelinedSink:
         self.size = 0
 
     def _consume(self, chunk: bytes) -> None:
-        self._handle.write(chunk)
-        self.digest.update(chunk)
+        hash_while(self.digest, chunk, self._handle.write)
 
     def write(self, chunk: bytes) -> None:
         if len(self._pending) >= self.DEPTH:

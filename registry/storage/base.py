@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 CHUNK_SIZE = 1024 * 1024
+
+
+# sha256 and file or socket writes both release the GIL: hashing a chunk on this pool while the
+# caller writes it makes an upload cost max(hash, write) instead of their sum.
+_HASHING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shelf-sha256")
+
+
+def hash_while(hasher: Hash, chunk: bytes, write: Callable[[bytes], object]) -> None:
+    """``hasher.update(chunk)`` on a worker thread while ``write(chunk)`` runs on this one."""
+    if len(chunk) < 256 * 1024:
+        hasher.update(chunk)
+        write(chunk)
+        return
+    hashing = _HASHING.submit(hasher.update, chunk)
+    try:
+        write(chunk)
+    finally:
+        hashing.result()
 
 
 def blob_key(digest: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from registry.errors import IntegrityError, NotFound
-from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key
+from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key, hash_while
 
 
 class LocalBlobWriter:
@@ -29,8 +29,7 @@ class LocalBlobWriter:
         self._written = 0
 
     def write(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        self._file.write(chunk)
+        hash_while(self._hash, chunk, self._file.write)
         self._written += len(chunk)
 
     def commit(self) -> int:

@@ -2,7 +2,7 @@
 
 Baseline (same run, same disk, same file): read + sha256 + write a copy and fsync it, in 1 MiB
 chunks. Each measurement starts after ``os.sync()`` so none pays for another's dirty pages.
-Upload: what `shelf register` does (hash the file, upload the missing blob, register).
+Upload: what `shelf register` does (hash and send a big file at once, digest last; register).
 Download: what `shelf download` does (stream, sha256-verify, write, rename into place).
 Also the server's peak RSS (VmHWM) after a small and after a large upload: constant-memory
 streaming means the large one adds little.
@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from registry.cli.client import ShelfClient
-from registry.cli.transfer import collect, download_version, hash_files, upload_missing
+from registry.cli.transfer import collect, download_version, upload_files
 from registry.config import ClientSettings
 
 CHUNK = 1024 * 1024
@@ -94,8 +94,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
 def register(client: ShelfClient, name: str, path: Path) -> tuple[float, dict[str, object]]:
     os.sync()  # every contender starts with no dirty pages queued by the one before
     start = time.perf_counter()
-    files = hash_files(collect(path), show_progress=False)
-    upload_missing(client, files, show_progress=False)
+    files, _ = upload_files(client, collect(path), show_progress=False)
     version = client.post(
         f"/v1/models/{name}/versions",
         {"files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -13,7 +14,7 @@ from registry.auth import Principal
 from registry.config import Role
 from registry.errors import InvalidInput
 from registry.services.blobs import known_sizes, record_blob
-from registry.storage.base import DIGEST_RE
+from registry.storage.base import DIGEST_RE, BlobWriter
 
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
 
@@ -60,28 +61,83 @@ async def upload_blob(
 
     writer = await asyncio.to_thread(ctx.store.open_writer, digest, size)
     try:
-        pending: asyncio.Future[None] | None = None
-        batch = bytearray()
-        async for chunk in request.stream():
-            batch += chunk
-            if len(batch) >= WRITE_BATCH:
-                if pending is not None:
-                    await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(writer.write, bytes(batch)))
-                batch.clear()
-        if pending is not None:
-            await pending
-        if batch:
-            await asyncio.to_thread(writer.write, bytes(batch))
+        await _write_all(writer, request.stream())
         stored_size = await asyncio.to_thread(writer.commit)
     except BaseException:
         await asyncio.shield(asyncio.to_thread(writer.abort))
         raise
-
-    def remember() -> None:
-        with ctx.database.session() as session:
-            record_blob(session, digest, stored_size)
-
-    await asyncio.to_thread(remember)
+    await asyncio.to_thread(_remember, ctx, digest, stored_size)
     body = BlobOut(digest=digest, size=stored_size, created=True)
     return JSONResponse(body.model_dump(), status_code=201)
+
+
+@router.post("", response_model=BlobOut, status_code=201)
+async def upload_blob_digest_last(
+    request: Request,
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(requires(Role.publish)),
+) -> JSONResponse:
+    """Upload whose sha256 follows the content: the body is ``X-Shelf-Size`` bytes of content,
+    then the 64 hex digits of their sha256. A client can hash and send in one pass instead of
+    reading the file twice; the blob is verified and committed atomically, as with PUT."""
+    promised = request.headers.get("x-shelf-size", "")
+    if not promised.isdigit():
+        raise InvalidInput("X-Shelf-Size (the content's size in bytes) is required")
+    size = int(promised)
+    trailer = bytearray()
+    writer = await asyncio.to_thread(ctx.store.open_writer, None, size)
+    try:
+        await _write_all(writer, _split_trailer(request.stream(), size, trailer))
+        if len(trailer) != DIGEST_LENGTH:
+            raise InvalidInput(
+                f"body must be X-Shelf-Size ({size}) bytes followed by a 64-digit sha256"
+            )
+        digest = _check_digest(trailer.decode("ascii", "replace"))
+        stored_size = await asyncio.to_thread(writer.commit, digest)
+    except BaseException:
+        await asyncio.shield(asyncio.to_thread(writer.abort))
+        raise
+    await asyncio.to_thread(_remember, ctx, digest, stored_size)
+    body = BlobOut(digest=digest, size=stored_size, created=True)
+    return JSONResponse(body.model_dump(), status_code=201)
+
+
+DIGEST_LENGTH = 64
+
+
+async def _split_trailer(
+    chunks: AsyncIterator[bytes], size: int, trailer: bytearray
+) -> AsyncIterator[bytes]:
+    """The first ``size`` bytes of ``chunks``; what follows goes into ``trailer``."""
+    remaining = size
+    async for chunk in chunks:
+        if remaining:
+            head = chunk[:remaining]
+            remaining -= len(head)
+            yield head
+            chunk = chunk[len(head) :]
+        trailer += chunk
+        if len(trailer) > DIGEST_LENGTH:
+            raise InvalidInput("body is longer than X-Shelf-Size plus a 64-digit sha256")
+
+
+async def _write_all(writer: BlobWriter, chunks: AsyncIterator[bytes]) -> None:
+    """Feeds ``writer`` on a worker thread in batches while the next batch arrives."""
+    pending: asyncio.Future[None] | None = None
+    batch = bytearray()
+    async for chunk in chunks:
+        batch += chunk
+        if len(batch) >= WRITE_BATCH:
+            if pending is not None:
+                await pending
+            pending = asyncio.ensure_future(asyncio.to_thread(writer.write, bytes(batch)))
+            batch.clear()
+    if pending is not None:
+        await pending
+    if batch:
+        await asyncio.to_thread(writer.write, bytes(batch))
+
+
+def _remember(ctx: AppContext, digest: str, size: int) -> None:
+    with ctx.database.session() as session:
+        record_blob(session, digest, size)

@@ -112,6 +112,22 @@ class ShelfClient:
         result: dict[str, Any] = response.json()
         return result
 
+    def upload_blob_digest_last(self, size: int, chunks: Iterable[bytes]) -> dict[str, Any]:
+        """``chunks`` yield ``size`` bytes of content, then the 64 hex digits of their sha256."""
+        response = self.request(
+            "POST",
+            "/v1/blobs",
+            content=chunks,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "X-Shelf-Size": str(size),
+                "Content-Length": str(size + 64),
+            },
+            timeout=httpx.Timeout(None, connect=10.0),
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
     @contextmanager
     def stream(self, path: str) -> Iterator[httpx.Response]:
         try:

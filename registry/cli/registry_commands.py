@@ -11,7 +11,7 @@ import click
 from registry.cli import output
 from registry.cli.client import ShelfClient
 from registry.cli.output import human_size, print_json, short_time, table
-from registry.cli.transfer import collect, download_version, hash_files, upload_missing
+from registry.cli.transfer import collect, download_version, upload_files
 from registry.errors import InvalidInput
 from registry.names import Reference, check_alias, check_model_name
 
@@ -107,9 +107,8 @@ def register(
         except ValueError as exc:
             raise InvalidInput(f"{profile_path}: not valid JSON ({exc})") from None
     show = ctx.obj["progress"] and not as_json
-    files = hash_files(collect(path), show)
     client = client_of(ctx)
-    sent = upload_missing(client, files, show)
+    files, sent = upload_files(client, collect(path), show)
     body = {
         "files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files],
         "description": description,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -124,6 +125,92 @@ def _read_chunks(source: Path, on_chunk: Callable[[int], object]) -> Iterator[by
         while chunk := handle.read(CHUNK):
             on_chunk(len(chunk))
             yield chunk
+
+
+# Files at least this big are hashed and sent at once (digest last) instead of read twice.
+STREAM_HASHED_FROM = 8 * 1024 * 1024
+HASH_HEAD_START_S = 0.1
+HEAD_START_UP_TO = 64 * 1024 * 1024  # hashes in well under HASH_HEAD_START_S
+
+
+class _AlreadyStored(Exception):
+    """The registry turned out to hold the content being sent: stop sending it."""
+
+
+def _file_digest(source: Path) -> str:
+    digest = hashlib.sha256()
+    with source.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _send_while_hashing(
+    client: ShelfClient, path: str, source: Path, advance: Callable[[int], object]
+) -> tuple[LocalFile, int]:
+    """Sends a big file while another thread hashes it; the digest follows the content. As soon
+    as the digest is known the registry is asked whether it already holds the content, and if
+    it does the upload stops early: unchanged files still cost almost nothing to register."""
+    size = source.stat().st_size
+    stored, checked = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelf-hash") as pool:
+        hashing = pool.submit(_file_digest, source)
+
+        def check(done: Future[str]) -> None:
+            try:
+                if done.exception() is None:
+                    missing = client.post("/v1/blobs/missing", {"digests": [done.result()]})
+                    if not missing["missing"]:
+                        stored.set()
+            finally:
+                checked.set()
+
+        hashing.add_done_callback(check)
+        # A file that hashes within a moment is checked before a byte is sent; a bigger one
+        # starts at once and is stopped when the check says the registry has it.
+        head_start = HASH_HEAD_START_S if size <= HEAD_START_UP_TO else 0.0
+        if checked.wait(head_start) and stored.is_set():
+            return LocalFile(path, source, size, hashing.result()), 0
+
+        def body() -> Iterator[bytes]:
+            for chunk in _read_chunks(source, advance):
+                if stored.is_set():
+                    raise _AlreadyStored
+                yield chunk
+            yield hashing.result().encode()
+
+        sent = size
+        try:
+            client.upload_blob_digest_last(size, body())
+        except (_AlreadyStored, httpx.HTTPError):
+            if not stored.is_set():
+                raise
+            sent = 0
+        digest = hashing.result()
+    return LocalFile(path, source, size, digest), sent
+
+
+def upload_files(
+    client: ShelfClient, files: list[tuple[str, Path]], show_progress: bool
+) -> tuple[list[LocalFile], int]:
+    """Hashes ``files`` and uploads what the registry lacks; returns them and the bytes sent.
+    Small files are hashed first and checked in one request; big ones are sent while hashed."""
+    big = [(p, s) for p, s in files if s.stat().st_size >= STREAM_HASHED_FROM]
+    small = [(p, s) for p, s in files if s.stat().st_size < STREAM_HASHED_FROM]
+    hashed = {f.path: f for f in hash_files(small, show_progress)}
+    sent = upload_missing(client, list(hashed.values()), show_progress)
+    if big:
+        with _progress(show_progress) as progress:
+            task = progress.add_task("uploading", total=sum(s.stat().st_size for _, s in big))
+            for path, source in big:
+
+                def advance(n: int) -> None:
+                    progress.advance(task, n)
+
+                entry, sent_now = _send_while_hashing(client, path, source, advance)
+                hashed[path] = entry
+                sent += sent_now
+    return [hashed[path] for path, _ in files], sent
 
 
 def upload_missing(client: ShelfClient, files: list[LocalFile], show_progress: bool) -> int:

@@ -32,6 +32,16 @@ def hash_while(hasher: Hash, chunk: bytes, write: Callable[[bytes], object]) -> 
         hashing.result()
 
 
+def promised(opened_with: str | None, at_commit: str | None) -> str:
+    """The digest an upload must match: given when it was opened, or at commit."""
+    digest = at_commit or opened_with
+    if digest is None or not DIGEST_RE.match(digest):
+        raise ValueError("an upload needs a sha256 digest to commit against")
+    if opened_with is not None and at_commit is not None and at_commit != opened_with:
+        raise ValueError("an upload cannot change the digest it was opened with")
+    return digest
+
+
 def blob_key(digest: str) -> str:
     """Where a blob lives inside the store: ``blobs/sha256/ab/abcdef…``."""
     return f"blobs/sha256/{digest[:2]}/{digest}"
@@ -42,9 +52,10 @@ class BlobWriter(Protocol):
 
     def write(self, chunk: bytes) -> None: ...
 
-    def commit(self) -> int:
-        """Verify size and sha256 against what was promised and publish the blob atomically.
-        Returns the size. On mismatch raises ``IntegrityError`` and leaves nothing behind."""
+    def commit(self, digest: str | None = None) -> int:
+        """Verify size and sha256 against what was promised (at ``open_writer``, or here for an
+        upload whose digest comes last) and publish the blob atomically. Returns the size. On
+        mismatch raises ``IntegrityError`` and leaves nothing behind."""
         ...
 
     def abort(self) -> None:
@@ -61,7 +72,9 @@ class ArtifactStore(Protocol):
 
     def blob_size(self, digest: str) -> int | None: ...
 
-    def open_writer(self, digest: str, size: int | None = None) -> BlobWriter: ...
+    def open_writer(self, digest: str | None, size: int | None = None) -> BlobWriter:
+        """``digest`` may be ``None`` when the client sends it after the content."""
+        ...
 
     def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """Stream a blob's bytes, verifying its sha256; raises ``IntegrityError`` at the end of

@@ -10,20 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from registry.errors import IntegrityError, NotFound
-from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key, hash_while
+from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key, hash_while, promised
 
 
 class LocalBlobWriter:
     """Streams into ``<root>/tmp/<random>``; ``commit`` renames it to its content address, so a
     reader never sees a partial or unverified blob."""
 
-    def __init__(self, root: Path, digest: str, size: int | None) -> None:
-        self._final = root / blob_key(digest)
+    def __init__(self, root: Path, digest: str | None, size: int | None) -> None:
+        self._root = root
         self._digest = digest
         self._size = size
         tmp_dir = root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._tmp = tmp_dir / f"{digest[:16]}-{uuid.uuid4().hex}"
+        self._tmp = tmp_dir / f"upload-{uuid.uuid4().hex}"
         self._file = self._tmp.open("xb")
         self._hash = hashlib.sha256()
         self._written = 0
@@ -32,14 +32,16 @@ class LocalBlobWriter:
         hash_while(self._hash, chunk, self._file.write)
         self._written += len(chunk)
 
-    def commit(self) -> int:
+    def commit(self, digest: str | None = None) -> int:
         try:
-            verify(self._digest, self._size, self._hash.hexdigest(), self._written)
+            digest = promised(self._digest, digest)
+            verify(digest, self._size, self._hash.hexdigest(), self._written)
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            self._final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._tmp, self._final)
+            final = self._root / blob_key(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, final)
         except BaseException:
             self.abort()
             raise
@@ -103,7 +105,7 @@ class LocalStore:
         except FileNotFoundError:
             return None
 
-    def open_writer(self, digest: str, size: int | None = None) -> LocalBlobWriter:
+    def open_writer(self, digest: str | None, size: int | None = None) -> LocalBlobWriter:
         return LocalBlobWriter(self.root, digest, size)
 
     def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -19,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from registry.errors import InvalidInput, NotFound
-from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key
+from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key, promised
 from registry.storage.local import read_verified, verify
 
 if TYPE_CHECKING:
@@ -33,9 +34,13 @@ def _missing(error: ClientError) -> bool:
 
 
 class S3BlobWriter:
-    def __init__(self, store: S3Store, digest: str, size: int | None) -> None:
+    """Without a digest up front the upload goes to a staging key (``uploads/<random>``) and is
+    copied server-side to its content address once verified (S3 has no rename)."""
+
+    def __init__(self, store: S3Store, digest: str | None, size: int | None) -> None:
         self._store = store
-        self._key = store.key(digest)
+        self._staged = digest is None
+        self._key = store.key(digest) if digest else store.staging_key(uuid.uuid4().hex)
         self._digest = digest
         self._size = size
         self._hash = hashlib.sha256()
@@ -67,10 +72,11 @@ class S3BlobWriter:
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
         self._buffer.clear()
 
-    def commit(self) -> int:
+    def commit(self, digest: str | None = None) -> int:
         client = self._store.client
         try:
-            verify(self._digest, self._size, self._hash.hexdigest(), self._written)
+            digest = promised(self._digest, digest)
+            verify(digest, self._size, self._hash.hexdigest(), self._written)
             if self._upload_id is None:
                 client.put_object(
                     Bucket=self._store.bucket, Key=self._key, Body=bytes(self._buffer)
@@ -84,14 +90,30 @@ class S3BlobWriter:
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": self._parts},  # type: ignore[typeddict-item]
                 )
+                self._upload_id = None
+            if self._staged:
+                self._publish_staged(digest)
         except BaseException:
             self.abort()
             raise
         self._buffer.clear()
         return self._written
 
+    def _publish_staged(self, digest: str) -> None:
+        store, staging = self._store, self._key
+        try:
+            if not store.has_blob(digest):
+                store.client.copy(
+                    {"Bucket": store.bucket, "Key": staging}, store.bucket, store.key(digest)
+                )
+        finally:
+            store.client.delete_object(Bucket=store.bucket, Key=staging)
+
     def abort(self) -> None:
         self._buffer.clear()
+        if self._staged and self._upload_id is None:
+            with contextlib.suppress(ClientError):
+                self._store.client.delete_object(Bucket=self._store.bucket, Key=self._key)
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
             # An expired upload is gone already; a bucket lifecycle rule cleans up the rest.
@@ -140,7 +162,10 @@ class S3Store:
     def has_blob(self, digest: str) -> bool:
         return self.blob_size(digest) is not None
 
-    def open_writer(self, digest: str, size: int | None = None) -> S3BlobWriter:
+    def staging_key(self, name: str) -> str:
+        return f"{self.prefix}/uploads/{name}" if self.prefix else f"uploads/{name}"
+
+    def open_writer(self, digest: str | None, size: int | None = None) -> S3BlobWriter:
         return S3BlobWriter(self, digest, size)
 
     def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:

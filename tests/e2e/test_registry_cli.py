@@ -171,3 +171,19 @@ def test_tokens_gate_the_cli(backend_settings: Settings, tmp_path: Path) -> None
         assert [e["actor"] for e in events[:2]] == ["oncall", "ci"]
     finally:
         server.stop()
+
+
+def test_big_file_is_sent_while_hashed_and_never_twice(
+    shelf_server: ShelfServer, tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "big"
+    model_dir.mkdir()
+    weights = os.urandom(9 * 1024 * 1024)  # above the size that is sent while hashed
+    (model_dir / "weights.bin").write_bytes(weights)
+    first = shelf_server.cli("register", "llm", str(model_dir))
+    assert "9.0 MiB uploaded" in first.stdout, first.stdout
+    second = shelf_server.cli("register", "llm", str(model_dir))
+    assert "0 B uploaded" in second.stdout and "already stored" in second.stdout, second.stdout
+    out = tmp_path / "out"
+    shelf_server.cli("download", "llm@2", "-o", str(out))
+    assert (out / "weights.bin").read_bytes() == weights

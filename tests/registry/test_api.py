@@ -206,3 +206,31 @@ def test_healthz_and_readyz(api: TestClient) -> None:
     assert api.get("/healthz").json()["status"] == "ok"
     ready = api.get("/readyz").json()
     assert ready == {"ready": True, "checks": {"database": "ok", "artifact_store": "ok"}}
+
+
+def test_digest_last_upload_is_verified_and_atomic(api: TestClient) -> None:
+    data = bytes(range(256)) * 40_000  # ~10 MB: spans many chunks and write batches
+    digest = sha(data)
+    sent = api.post(
+        "/v1/blobs", content=data + digest.encode(), headers={"X-Shelf-Size": str(len(data))}
+    )
+    assert sent.status_code == 201, sent.text
+    assert sent.json() == {"digest": digest, "size": len(data), "created": True}
+    assert api.post("/v1/blobs/missing", json={"digests": [digest]}).json()["missing"] == []
+    assert api.get("/v1/blobs/missing").status_code == 405
+
+    wrong = sha(b"something else")
+    rejected = [
+        api.post(
+            "/v1/blobs", content=b"abc" + wrong.encode(), headers={"X-Shelf-Size": "3"}
+        ),  # digest does not match
+        api.post("/v1/blobs", content=b"abc" + b"x" * 64, headers={"X-Shelf-Size": "3"}),
+        api.post("/v1/blobs", content=b"abc" + sha(b"abc").encode() + b"!"),  # no size
+        api.post(
+            "/v1/blobs", content=b"abc" + sha(b"abc").encode() + b"!", headers={"X-Shelf-Size": "3"}
+        ),  # too long
+        api.post("/v1/blobs", content=b"ab", headers={"X-Shelf-Size": "3"}),  # too short
+    ]
+    assert [r.status_code for r in rejected] == [422] * 5, [r.text for r in rejected]
+    assert all(r.json()["message"] for r in rejected)
+    assert blob_count(api) == 1

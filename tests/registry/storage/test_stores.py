@@ -123,3 +123,31 @@ def test_corruption_is_detected_on_read(backend_settings: Settings) -> None:
         (backend_settings.home / "artifacts" / blob_key(digest)).write_bytes(b"tampered")
     with pytest.raises(IntegrityError, match="corrupt"):
         b"".join(store.read_blob(digest))
+
+
+def test_digest_given_at_commit(store: ArtifactStore) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    digest = hashlib.sha256(data).hexdigest()
+    writer = store.open_writer(None, len(data))
+    writer.write(data)
+    assert writer.commit(digest) == len(data)
+    assert b"".join(store.read_blob(digest)) == data
+    assert list(store.list_blobs()) == [digest]
+
+    bad = store.open_writer(None, len(data))
+    bad.write(data)
+    with pytest.raises(IntegrityError):
+        bad.commit(hashlib.sha256(b"other").hexdigest())
+    assert list(store.list_blobs()) == [digest]
+
+
+def test_staged_s3_upload_leaves_no_staging_object(s3_store: S3Store) -> None:
+    data = os.urandom(11 * 1024 * 1024)
+    digest = hashlib.sha256(data).hexdigest()
+    writer = s3_store.open_writer(None, len(data))
+    for start in range(0, len(data), 1 << 20):
+        writer.write(data[start : start + (1 << 20)])
+    writer.commit(digest)
+    keys = [o["Key"] for o in s3_store.client.list_objects_v2(Bucket=s3_store.bucket)["Contents"]]
+    assert keys == [s3_store.key(digest)]
+    assert b"".join(s3_store.read_blob(digest)) == data

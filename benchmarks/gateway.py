@@ -257,6 +257,35 @@ async def _load_httpx(url: str, concurrency: int, duration: float) -> dict[str, 
     }
 
 
+async def _load_at_rate(url: str, rate: float, duration: float) -> dict[str, float]:
+    """Open loop: request i is due at start + i / rate, and its latency counts from then, so a
+    slow answer cannot hold back the requests behind it (no coordinated omission)."""
+    # httpx's pool bookkeeping grows with the queue of pending requests and would become the
+    # bottleneck here; the gateway's own lean HTTP/1.1 client does not.
+    from controller.gateway.upstream import Upstream
+
+    latencies: list[float] = []
+    headers = [(b"content-type", b"application/json")]
+    base, _, path = url.partition("/v2/")
+    client = Upstream(max_connections=256, timeout_s=30)
+    start = time.perf_counter() + 0.05
+
+    async def one(due: float) -> None:
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        await client.call("POST", base, "/v2/" + path, headers, BODY)
+        latencies.append(time.perf_counter() - due)
+
+    await asyncio.gather(*(one(start + i / rate) for i in range(int(rate * duration))))
+    await client.close()
+    latencies.sort()
+    return {
+        "rps": rate,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "errors": 0.0,
+    }
+
+
 def load(
     url: str, concurrency: int, duration: float, loadgen: str, script: Path
 ) -> dict[str, float]:
@@ -365,20 +394,36 @@ def main() -> None:
         f"without, {shadow['p99_on_ms']:.2f} ms with mirroring "
         f"(ratio {shadow['p99_ratio']:.2f}); rps {shadow['rps_off']:.0f} -> {shadow['rps_on']:.0f}"
     )
+    print(
+        f"shadow at a fixed {shadow['fixed_rate_rps']:.0f} req/s: champion p99 "
+        f"{shadow['fixed_rate_p99_off_ms']:.2f} ms without, "
+        f"{shadow['fixed_rate_p99_on_ms']:.2f} ms with mirroring "
+        f"(ratio {shadow['fixed_rate_p99_ratio']:.2f})"
+    )
 
 
 def measure_shadow(
     home: Path, gateway: str, duration: float, loadgen: str, script: Path, concurrency: int = 16
 ) -> dict[str, Any]:
-    """Champion p99 under a rollout at weight 0, without and with mirroring to a challenger."""
+    """Champion p99 under a rollout at weight 0, without and with mirroring to a challenger:
+    at saturation (closed loop, ``concurrency`` clients), where every copy competes with the
+    champion for the same two cores, and at a fixed rate of a quarter of that throughput
+    (open loop), the load a gateway is provisioned for."""
     figures = {}
     for mode in ("off", "mirror"):
         set_rollout(home, mode)
         wait_route(gateway, mode == "mirror")
         load(gateway + PATH, concurrency, min(1.0, duration), loadgen, script)
         figures[mode] = load(gateway + PATH, concurrency, duration, loadgen, script)
+    rate = min(figures["off"]["rps"] / 4, 1500.0)
+    for mode in ("off", "mirror"):
+        set_rollout(home, mode)
+        wait_route(gateway, mode == "mirror")
+        asyncio.run(_load_at_rate(gateway + PATH, rate, min(1.0, duration)))  # warm
+        figures[f"rate_{mode}"] = asyncio.run(_load_at_rate(gateway + PATH, rate, duration))
     set_rollout(home, None)
     off, on = figures["off"], figures["mirror"]
+    rate_off, rate_on = figures["rate_off"], figures["rate_mirror"]
     return {
         "mode": "shadow",
         "concurrency": concurrency,
@@ -387,6 +432,10 @@ def measure_shadow(
         "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] else None,
         "rps_off": round(off["rps"], 1),
         "rps_on": round(on["rps"], 1),
+        "fixed_rate_rps": round(rate, 1),
+        "fixed_rate_p99_off_ms": round(rate_off["p99_ms"], 3),
+        "fixed_rate_p99_on_ms": round(rate_on["p99_ms"], 3),
+        "fixed_rate_p99_ratio": round(rate_on["p99_ms"] / rate_off["p99_ms"], 3),
     }
 
 

@@ -33,21 +33,17 @@ def backoff_s(attempts: int) -> float:
 def deliver_due(session: Session, client: httpx.Client, limit: int = 50) -> int:
     """Try every delivery that is due; returns how many succeeded."""
     now = utcnow()
-    due = (
-        session.execute(
-            select(WebhookDelivery, Webhook)
-            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-            .where(
-                WebhookDelivery.delivered_at.is_(None),
-                WebhookDelivery.failed.is_(False),
-                WebhookDelivery.next_attempt_at <= now,
-            )
-            .order_by(WebhookDelivery.id)
-            .limit(limit)
+    due = session.execute(
+        select(WebhookDelivery, Webhook)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.delivered_at.is_(None),
+            WebhookDelivery.failed.is_(False),
+            WebhookDelivery.next_attempt_at <= now,
         )
-        .tuples()
-        .all()
-    )
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+    ).all()
     sent = 0
     for delivery, hook in due:
         body = orjson.dumps(delivery.payload)

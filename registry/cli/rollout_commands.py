@@ -33,6 +33,19 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
+def parse_margins(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    options: dict[str, dict[str, float]] = {}
+    for item in items:
+        metric, _, value = item.partition("=")
+        try:
+            options[metric.strip()] = {"margin": float(value)}
+        except ValueError:
+            raise InvalidInput(
+                f"invalid margin {item!r}: use METRIC=VALUE, e.g. error_rate=0.01"
+            ) from None
+    return options
+
+
 def parse_steps(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
@@ -133,6 +146,13 @@ def rollout() -> None:
     help="Metric to guard; repeatable [default: the standard set]",
 )
 @click.option(
+    "--margin",
+    "margins",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Non-inferiority margin of a guardrail, e.g. error_rate=0.01; repeatable",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="Stream progress; exit 0 promoted, 3 rolled back, 4 aborted, 5 timed out",
@@ -155,6 +175,7 @@ def rollout_start(
     on_timeout: str,
     alpha: float,
     guardrails: tuple[str, ...],
+    margins: tuple[str, ...],
     wait: bool,
     wait_timeout: str,
     as_json: bool,
@@ -170,6 +191,7 @@ def rollout_start(
         "on_timeout": on_timeout,
         "alpha": alpha,
         "guardrails": list(guardrails),
+        "guardrail_options": parse_margins(margins),
     }
     if steps is not None:
         body["steps"] = parse_steps(steps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,18 @@ def register_versions(
         (folder / "model.json").write_text(json.dumps({"version": number, **behaviour.__dict__}))
         server.cli("register", model, str(folder), "--serving-url", process.url)
     server.cli("alias", "set", model, "champion", "1")
+    wait_for_champion(server.gateway_url, model, 1)
+
+
+def wait_for_champion(gateway_url: str, model: str, version: int) -> None:
+    """Until the gateway routes ``model`` to ``version`` (it reloads routes every 0.2 s here)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        routes = httpx.get(f"{gateway_url}/v1/routes").json()["models"]
+        if routes.get(model, {}).get("champion", {}).get("version") == version:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the gateway never routed {model} to v{version}")
 
 
 def start_rollout(

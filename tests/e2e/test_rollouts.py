@@ -97,10 +97,17 @@ def test_wait_times_out_and_abort_exits_4(
     server: ShelfServer, model_servers: ModelServers, tmp_path: Path
 ) -> None:
     register_versions(server, model_servers, tmp_path, CHAMPION, CHAMPION)
+    bad = server.cli(
+        "rollout", "start", "fraud", "--challenger", "2", "--margin", "accuracy=0.1", check=False
+    )
+    assert bad.returncode == exit_codes.ERROR and "not in the list" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1  # one line, no traceback
     # No traffic: the rollout cannot progress, so --wait gives up with its own exit code.
-    result = start_rollout(server, timeout="2s")
+    result = start_rollout(server, "--margin", "error_rate=0.02", timeout="2s")
     assert result.returncode == exit_codes.TIMED_OUT, result.stdout + result.stderr
-    assert rollout_json(server)["state"] == "canary"
+    status = rollout_json(server)
+    assert status["state"] == "canary"
+    assert status["plan"]["guardrail_options"] == {"error_rate": {"margin": 0.02}}  # type: ignore[index]
     server.cli("rollout", "abort", "fraud")
     status = rollout_json(server)
     assert status["state"] == "aborted"
@@ -127,3 +134,24 @@ def test_manual_rollback_during_canary_moves_traffic_within_a_second(
     assert rollout_json(server)["state"] == "rolled_back"
     history = json.loads(server.cli("history", "fraud", "--json").stdout)["items"]
     assert any("pager went off" in json.dumps(e) for e in history)
+
+
+def test_shadow_rollout_judges_mirrored_traffic_and_never_answers_with_it(
+    server: ShelfServer, model_servers: ModelServers, tmp_path: Path
+) -> None:
+    failing = Behaviour(error_rate=0.3, latency_ms=4.0, accuracy=0.9)
+    register_versions(server, model_servers, tmp_path, CHAMPION, failing)
+    with Traffic(server.gateway_url, "fraud", concurrency=6, label_fraction=0.0) as traffic:
+        result = start_rollout(
+            server,
+            "--strategy", "shadow", "--shadow-duration", "60s", "--steps", "50",
+            "--guardrail", "error_rate",
+        )  # fmt: skip
+    assert result.returncode == exit_codes.ROLLED_BACK, result.stdout + result.stderr
+    status = rollout_json(server)
+    assert status["strategy"] == "shadow" and "error_rate" in str(status["reason"])
+    challenger = status["arms"]["challenger"]  # type: ignore[index]
+    assert challenger["requests"] > 0 and challenger["errors"] > 0
+    # Every answer came from the champion: mirrored copies are never returned.
+    assert set(traffic.stats.by_version) == {"1"}
+    assert traffic.stats.statuses[500] == 0

@@ -99,6 +99,8 @@ class Traffic:
             sender = asyncio.create_task(self._send_feedback(client, feedback))
             while not self._stop.is_set():
                 await asyncio.sleep(0.05)
+            # Let requests in flight finish, so every request the gateway answered is counted.
+            await asyncio.wait(workers, timeout=35)
             for task in [*workers, sender]:
                 task.cancel()
             await asyncio.gather(*workers, sender, return_exceptions=True)

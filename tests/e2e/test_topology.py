@@ -140,7 +140,10 @@ def test_one_api_two_gateways_two_reconcilers(
         arms = cluster.status()["arms"]
         return int(arms["champion"]["requests"]) + int(arms["challenger"]["requests"])  # type: ignore[index]
 
-    wait_for(lambda: counted() == served, 10, f"{served} requests in the totals")
+    try:
+        wait_for(lambda: counted() == served, 10, f"{served} requests in the totals")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; the totals hold {counted()}") from None
     time.sleep(1.5)
     assert counted() == served  # and nothing counted twice afterwards
     cluster.cli("rollout", "abort", "fraud")

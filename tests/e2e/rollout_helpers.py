@@ -36,7 +36,7 @@ class ModelServers:
         self.log_dir = log_dir
         self.started: list[Process] = []
 
-    def start(self, name: str, behaviour: Behaviour) -> Process:
+    def start(self, name: str, behaviour: Behaviour, warm: bool = True) -> Process:
         process = start_model_server(
             name,
             self.log_dir,
@@ -46,6 +46,8 @@ class ModelServers:
             class_bias=behaviour.class_bias,
         )
         self.started.append(process)
+        if not warm:
+            return process
         body = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1]}]}
         with httpx.Client() as client:  # warm up, as a readiness probe would in production
             for _ in range(20):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,15 +75,29 @@ def register_versions(
     *behaviours: Behaviour,
     model: str = "fraud",
 ) -> None:
-    """Registers one version per behaviour (v1, v2, …) and makes v1 the champion."""
+    """Registers one version per behaviour (v1, v2, …), makes v1 the champion and waits until
+    the gateway routes to it."""
+    register_served(server.cli, servers, tmp_path, *behaviours, model=model)
+    wait_for_champion(server.gateway_url, model, 1)
+
+
+def register_served(
+    cli: Callable[..., object],
+    servers: ModelServers,
+    tmp_path: Path,
+    *behaviours: Behaviour,
+    model: str = "fraud",
+    warm: bool = True,
+) -> None:
+    """Starts a model server per behaviour and registers it through ``cli`` as v1, v2, …; v1
+    becomes the champion."""
     for number, behaviour in enumerate(behaviours, 1):
-        process = servers.start(f"{model}-v{number}", behaviour)
+        process = servers.start(f"{model}-v{number}", behaviour, warm=warm)
         folder = tmp_path / f"{model}-v{number}"
         folder.mkdir()
         (folder / "model.json").write_text(json.dumps({"version": number, **behaviour.__dict__}))
-        server.cli("register", model, str(folder), "--serving-url", process.url)
-    server.cli("alias", "set", model, "champion", "1")
-    wait_for_champion(server.gateway_url, model, 1)
+        cli("register", model, str(folder), "--serving-url", process.url)
+    cli("alias", "set", model, "champion", "1")
 
 
 def wait_for_champion(gateway_url: str, model: str, version: int) -> None:

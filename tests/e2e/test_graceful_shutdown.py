@@ -16,7 +16,13 @@ import pytest
 from registry.config import Settings
 from tests.e2e.conftest import settings_env, shelf_command
 from tests.e2e.roles import start_role
-from tests.e2e.rollout_helpers import FAST_LOOP, Behaviour, ModelServers, model_servers
+from tests.e2e.rollout_helpers import (
+    FAST_LOOP,
+    Behaviour,
+    ModelServers,
+    model_servers,
+    register_served,
+)
 
 pytestmark = pytest.mark.e2e
 __all__ = ["model_servers"]
@@ -43,14 +49,8 @@ def test_gateway_drains_and_flushes_on_sigterm(model_servers: ModelServers, tmp_
         ).stdout
 
     try:
-        for number in (1, 2):
-            slow = Behaviour(latency_ms=1500, accuracy=1.0)
-            server = model_servers.start(f"v{number}", slow, warm=False)
-            folder = tmp_path / f"v{number}"
-            folder.mkdir()
-            (folder / "model.bin").write_bytes(f"v{number}".encode())
-            cli("register", "fraud", str(folder), "--serving-url", server.url)
-        cli("alias", "set", "fraud", "champion", "1")
+        slow = Behaviour(latency_ms=1500, accuracy=1.0)
+        register_served(cli, model_servers, tmp_path, slow, slow, warm=False)
         started = json.loads(
             cli(
                 "rollout",

@@ -14,7 +14,13 @@ from controller.demo.traffic import Traffic
 from registry.config import Settings
 from tests.e2e.conftest import settings_env, shelf_command
 from tests.e2e.roles import start_role
-from tests.e2e.rollout_helpers import FAST_LOOP, Behaviour, ModelServers, model_servers
+from tests.e2e.rollout_helpers import (
+    FAST_LOOP,
+    Behaviour,
+    ModelServers,
+    model_servers,
+    register_served,
+)
 
 pytestmark = pytest.mark.e2e
 __all__ = ["model_servers"]
@@ -48,13 +54,7 @@ def test_killed_reconciler_resumes_the_same_rollout(
         return result
 
     try:
-        for number in (1, 2):
-            server = model_servers.start(f"v{number}", Behaviour())
-            folder = tmp_path / f"v{number}"
-            folder.mkdir()
-            (folder / "model.bin").write_bytes(f"v{number}".encode())
-            cli("register", "fraud", str(folder), "--serving-url", server.url)
-        cli("alias", "set", "fraud", "champion", "1")
+        register_served(cli, model_servers, tmp_path, Behaviour(), Behaviour())
         started = json.loads(
             cli(
                 "rollout",

@@ -17,7 +17,13 @@ from registry.cli import exit_codes
 from registry.config import Settings
 from tests.e2e.conftest import settings_env, shelf_command
 from tests.e2e.roles import Role, leaders, start_role
-from tests.e2e.rollout_helpers import FAST_LOOP, Behaviour, ModelServers, model_servers
+from tests.e2e.rollout_helpers import (
+    FAST_LOOP,
+    Behaviour,
+    ModelServers,
+    model_servers,
+    register_served,
+)
 
 pytestmark = pytest.mark.e2e
 __all__ = ["model_servers"]
@@ -110,13 +116,7 @@ def run_with_traffic(cluster: Cluster, seconds: float, **options: object) -> lis
 def test_one_api_two_gateways_two_reconcilers(
     cluster: Cluster, model_servers: ModelServers, tmp_path: Path
 ) -> None:
-    for number, behaviour in enumerate((GOOD, WORSE, GOOD), 1):
-        server = model_servers.start(f"v{number}", behaviour)
-        folder = tmp_path / f"v{number}"
-        folder.mkdir()
-        (folder / "model.bin").write_bytes(f"weights of v{number}".encode())
-        cluster.cli("register", "fraud", str(folder), "--serving-url", server.url)
-    cluster.cli("alias", "set", "fraud", "champion", "1")
+    register_served(cluster.cli, model_servers, tmp_path, GOOD, WORSE, GOOD)
 
     # Exactly one reconciler acts, at every moment we look.
     wait_for(lambda: len(leaders(cluster.reconcilers)) == 1, 15, "a leader")

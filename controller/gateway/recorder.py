@@ -1,15 +1,16 @@
 """Per-arm statistics in memory, flushed to the database as ``ArmStatsDelta`` rows.
 
 The hot path only adds to an ``ArmStats`` in a dict (no I/O). Every flush interval the dict is
-swapped for an empty one and the swapped statistics are inserted, one row per arm, in one
-transaction on a worker thread. A failed flush keeps its batch and merges the next interval's
-statistics into it (statistics are sums, so merging loses nothing), and only a committed batch
-is forgotten, so nothing is lost or counted twice.
+swapped for an empty one and the swapped statistics become rows, one per arm, each numbered
+with its own ``seq``, inserted in one transaction on a worker thread. A failed flush keeps its
+rows, seqs and all, and sends them again in front of the next interval's: an insert whose
+``(replica_id, seq)`` is already there is skipped, so a flush that committed but whose answer
+was lost (the ambiguous failure) is not counted twice when retried, and one that did not commit
+loses nothing.
 
 ``seq`` is unique per replica and never reused: it starts at the replica's start time in
 microseconds and counts up, so a restarted replica with the same id starts beyond every seq it
 used before (as long as it flushed fewer than a million rows per second of its previous life).
-A retried batch takes fresh seqs; the unique ``(replica_id, seq)`` constraint is the backstop.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.models import ArmStatsDelta, Rollout
 from controller.stats.sufficient import ArmStats
@@ -51,7 +54,7 @@ class Recorder:
         self.replica_id = replica_id[:64]
         self._next_seq = seq_start if seq_start is not None else time.time_ns() // 1000
         self._current: dict[ArmKey, ArmStats] = {}
-        self._pending: dict[ArmKey, ArmStats] = {}
+        self._unwritten: list[dict[str, Any]] = []
         self._flush_lock = asyncio.Lock()
         self._on_flush_failure = on_flush_failure
         self.rows_written = 0
@@ -67,54 +70,43 @@ class Recorder:
 
     # -- flushing -------------------------------------------------------------------------
 
-    def take_batch(self) -> dict[ArmKey, ArmStats]:
-        """The pending batch with everything recorded since merged in; recording restarts."""
+    def take_rows(self) -> list[dict[str, Any]]:
+        """Rows still unwritten, then one per arm for what was recorded since; recording
+        restarts."""
         current, self._current = self._current, {}
-        batch = self._pending
-        for key, stats in current.items():
+        rows, self._unwritten = self._unwritten, []
+        for (rollout_id, model_id, version_id, arm), stats in current.items():
             if stats.is_empty():
                 continue
-            previous = batch.get(key)
-            batch[key] = stats if previous is None else previous.merge(stats)
-        self._pending = {}
-        return batch
-
-    def restore(self, batch: dict[ArmKey, ArmStats]) -> None:
-        """Put a batch that could not be written back in front of the next one."""
-        for key, stats in self._pending.items():
-            previous = batch.get(key)
-            batch[key] = stats if previous is None else previous.merge(stats)
-        self._pending = batch
+            rows.append(
+                {
+                    "rollout_id": rollout_id,
+                    "model_id": model_id,
+                    "version_id": version_id,
+                    "arm": arm,
+                    "replica_id": self.replica_id,
+                    "seq": self._next_seq,
+                    "stats": stats.to_json(),
+                }
+            )
+            self._next_seq += 1
+        return rows
 
     @property
     def has_unflushed(self) -> bool:
-        return bool(self._pending) or any(not s.is_empty() for s in self._current.values())
+        return bool(self._unwritten) or any(not s.is_empty() for s in self._current.values())
 
     async def flush(self) -> bool:
         """Write what has accumulated; True when nothing is left pending."""
         async with self._flush_lock:
-            batch = self.take_batch()
-            if not batch:
+            rows = self.take_rows()
+            if not rows:
                 return True
-            rows = []
-            for (rollout_id, model_id, version_id, arm), stats in batch.items():
-                rows.append(
-                    {
-                        "rollout_id": rollout_id,
-                        "model_id": model_id,
-                        "version_id": version_id,
-                        "arm": arm,
-                        "replica_id": self.replica_id,
-                        "seq": self._next_seq,
-                        "stats": stats.to_json(),
-                    }
-                )
-                self._next_seq += 1
             try:
                 written = await asyncio.to_thread(self._write, rows)
             except Exception as exc:
                 log.warning("gateway statistics flush failed, will retry: %s", exc)
-                self.restore(batch)
+                self._unwritten = rows + self._unwritten
                 if self._on_flush_failure is not None:
                     self._on_flush_failure()
                 return False
@@ -123,6 +115,8 @@ class Recorder:
             return True
 
     def _write(self, rows: list[dict[str, Any]]) -> int:
+        """Inserts ``rows``, skipping any whose (replica_id, seq) an earlier, ambiguously failed
+        attempt already committed; returns how many rows had somewhere to go."""
         with self._database.session() as session:
             wanted = {row["rollout_id"] for row in rows}
             existing = set(session.scalars(select(Rollout.id).where(Rollout.id.in_(wanted))))
@@ -130,7 +124,12 @@ class Recorder:
             # every later flush on the foreign key.
             rows = [row for row in rows if row["rollout_id"] in existing]
             if rows:
-                session.execute(insert(ArmStatsDelta), rows)
+                dialect = session.get_bind().dialect.name
+                insert_ = postgresql_insert if dialect == "postgresql" else sqlite_insert
+                statement = insert_(ArmStatsDelta).on_conflict_do_nothing(
+                    index_elements=["replica_id", "seq"]
+                )
+                session.execute(statement, rows)
             return len(rows)
 
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:

@@ -16,6 +16,7 @@ from controller.gateway.request_id import InvalidRequestId, RequestIdSigner
 from controller.gateway.secret import gateway_secret
 from controller.gateway.split import BUCKETS, bucket, goes_to_challenger
 from controller.models import ArmStatsDelta
+from controller.stats.sufficient import ArmStats
 from registry.config import Settings
 from registry.db.session import Database
 from tests.controller.gateway.harness import register, start_rollout
@@ -116,7 +117,7 @@ def test_dotted_paths_and_non_json() -> None:
     assert parser.parse(b'{"predictions": []}', b"application/json") == (None, None)
 
 
-def test_a_failed_flush_keeps_its_batch_and_the_retry_counts_it_once(tmp_path: Path) -> None:
+def test_a_failed_flush_keeps_its_rows_and_the_retry_counts_them_once(tmp_path: Path) -> None:
     from registry.db import migrate
 
     url = f"sqlite:///{tmp_path / 'shelf.db'}"
@@ -132,11 +133,17 @@ def test_a_failed_flush_keeps_its_batch_and_the_retry_counts_it_once(tmp_path: P
     def broken(rows: object) -> int:
         raise OSError("database is down")
 
+    def committed_but_answer_lost(rows: list[dict[str, object]]) -> int:
+        real_write(rows)
+        raise OSError("connection reset after commit")
+
     async def scenario() -> None:
         recorder.arm(key).record_response("2xx", 0.01, "1", 0.9)
         recorder._write = broken  # type: ignore[method-assign]
-        assert await recorder.flush() is False
+        assert await recorder.flush() is False  # nothing written, kept
         recorder.arm(key).record_response("5xx", None)
+        recorder._write = committed_but_answer_lost  # type: ignore[method-assign]
+        assert await recorder.flush() is False  # written, but we cannot know
         recorder.arm(key).record_label(True)
         recorder._write = real_write  # type: ignore[method-assign]
         assert await recorder.flush() is True
@@ -144,10 +151,9 @@ def test_a_failed_flush_keeps_its_batch_and_the_retry_counts_it_once(tmp_path: P
 
     asyncio.run(scenario())
     with database.session() as session:
-        rows = list(session.scalars(select(ArmStatsDelta)))
-    assert failures == [1]
-    assert len(rows) == 1
-    assert rows[0].seq > 10  # the failed attempt's seq is never reused
-    stats = rows[0].stats
-    assert (stats["requests"], stats["errors"], stats["labels"]) == (2, 1, 1)
+        rows = list(session.scalars(select(ArmStatsDelta).order_by(ArmStatsDelta.seq)))
+    assert failures == [1, 1]
+    assert [r.seq for r in rows] == [10, 11, 12]  # each interval once, under its own seq
+    total = ArmStats.merge_all([ArmStats.from_json(r.stats) for r in rows])
+    assert (total.requests, total.errors, total.labels) == (2, 1, 1)
     database.dispose()

@@ -1,0 +1,32 @@
+"""The README's main command: `shelf quickstart` tells the whole story and exits 0."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import shelf_command
+
+pytestmark = pytest.mark.e2e
+
+
+def test_quickstart_rolls_back_the_worse_and_promotes_the_better(tmp_path: Path) -> None:
+    home = tmp_path / "quickstart"
+    result = subprocess.run(
+        [*shelf_command(), "quickstart", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-2:]
+    assert last == [
+        "rollout 1 (fraud v1 -> v2): rolled_back",
+        "rollout 2 (fraud v1 -> v3): promoted",
+    ]
+    report = home / "report.html"
+    assert f"report: {report}" in result.stdout
+    html = report.read_text()
+    assert html.count("<svg") >= 4 and "rolled_back" in html and "promoted" in html

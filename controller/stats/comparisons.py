@@ -39,14 +39,26 @@ Comparison = Callable[["Guardrail", ArmStats, ArmStats, float], Evidence]
 MIN_EXPECTED_PER_CATEGORY = 5.0
 
 
-def _waiting(g: Guardrail, alpha: float, n_a: int, n_b: int, detail: str) -> Evidence:
+def _evidence(
+    g: Guardrail,
+    alpha: float,
+    n_a: int,
+    n_b: int,
+    detail: str,
+    verdict: Verdict = CONTINUE,
+    p_value: float | None = None,
+    ci: tuple[float, float] | None = None,
+    effect: float | None = None,
+) -> Evidence:
+    """What every comparison reports, filled in from the guardrail it judged."""
+    low, high = ci if ci is not None else (None, None)
     return Evidence(
         metric=g.metric,
-        verdict=CONTINUE,
-        p_value=None,
-        ci_low=None,
-        ci_high=None,
-        effect=None,
+        verdict=verdict,
+        p_value=p_value,
+        ci_low=low,
+        ci_high=high,
+        effect=effect,
         margin=g.margin,
         n_champion=n_a,
         n_challenger=n_b,
@@ -54,6 +66,10 @@ def _waiting(g: Guardrail, alpha: float, n_a: int, n_b: int, detail: str) -> Evi
         worse=g.worse,
         detail=detail,
     )
+
+
+def _waiting(g: Guardrail, alpha: float, n_a: int, n_b: int, detail: str) -> Evidence:
+    return _evidence(g, alpha, n_a, n_b, detail)
 
 
 def _too_few(g: Guardrail, alpha: float, n_a: int, n_b: int, what: str) -> Evidence | None:
@@ -94,20 +110,7 @@ def scalar_evidence(
         verdict = NO_HARM
     else:
         verdict = CONTINUE
-    return Evidence(
-        metric=g.metric,
-        verdict=verdict,
-        p_value=p,
-        ci_low=low,
-        ci_high=high,
-        effect=effect,
-        margin=g.margin,
-        n_champion=n_a,
-        n_challenger=n_b,
-        alpha=alpha,
-        worse=g.worse,
-        detail=detail,
-    )
+    return _evidence(g, alpha, n_a, n_b, detail, verdict, p, (low, high), effect)
 
 
 def proportions_evidence(
@@ -206,20 +209,9 @@ def shift_evidence(
     tv = 0.5 * float(np.abs(diff).sum())
     high = min(tv + half_radius, 1.0)
     verdict: Verdict = HARM if p <= alpha else NO_HARM if high <= g.margin else CONTINUE
-    return Evidence(
-        metric=g.metric,
-        verdict=verdict,
-        p_value=p,
-        ci_low=max(tv - half_radius, 0.0),
-        ci_high=high,
-        effect=tv,
-        margin=g.margin,
-        n_champion=n_a,
-        n_challenger=n_b,
-        alpha=alpha,
-        worse="shift",
-        detail=f"{what}: {dof + 1} categories, chi-square distance {math.sqrt(distance2):.3g}",
-    )
+    detail = f"{what}: {dof + 1} categories, chi-square distance {math.sqrt(distance2):.3g}"
+    ci = (max(tv - half_radius, 0.0), high)
+    return _evidence(g, alpha, n_a, n_b, detail, verdict, p, ci, tv)
 
 
 # -- the metrics ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ COPY pyproject.toml README.md ./
 COPY registry ./registry
 COPY controller ./controller
 COPY migrations ./migrations
+COPY shelf ./shelf
 
 # Build the wheel, install it with its dependencies, check the console script and the packages,
 # precompile (a read-only root filesystem never gets a __pycache__ write) and drop pip, which is
@@ -38,7 +39,7 @@ COPY migrations ./migrations
 RUN /opt/shelf/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/shelf/bin/pip install /wheels/shelf-*.whl \
     && /opt/shelf/bin/shelf --version \
-    && /opt/shelf/bin/python -c "import controller, migrations, registry" \
+    && /opt/shelf/bin/python -c "import controller, migrations, registry, shelf.cli" \
     && /opt/shelf/bin/python -m compileall -q /opt/shelf/lib \
     && /opt/shelf/bin/pip uninstall -y pip wheel
 

@@ -25,9 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from registry.cli.client import ShelfClient
-from registry.cli.transfer import collect, download_version, upload_files
-from registry.config import ClientSettings
+from shelf import Client
 
 CHUNK = 1024 * 1024
 
@@ -75,7 +73,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHELF_")}
     env["SHELF_HOME"] = str(home)
     process = subprocess.Popen(
-        [sys.executable, "-m", "registry.cli.main", "api", "--port", str(port)],
+        [sys.executable, "-m", "shelf", "api", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -91,22 +89,17 @@ def start_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("server did not start")
 
 
-def register(client: ShelfClient, name: str, path: Path) -> tuple[float, dict[str, object]]:
+def register(client: Client, name: str, path: Path) -> tuple[float, dict[str, object]]:
     os.sync()  # every contender starts with no dirty pages queued by the one before
     start = time.perf_counter()
-    files, _ = upload_files(client, collect(path), show_progress=False)
-    version = client.post(
-        f"/v1/models/{name}/versions",
-        {"files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files]},
-    )
+    version = client.register(name, path)
     return time.perf_counter() - start, version
 
 
-def download(client: ShelfClient, name: str, version: dict[str, object], out: Path) -> float:
+def download(client: Client, name: str, version: dict[str, object], out: Path) -> float:
     os.sync()
     start = time.perf_counter()
-    full = client.get(f"/v1/models/{name}/versions/{version['version']}")
-    download_version(client, name, full["version"], full["files"], out, show_progress=False)
+    client.download(f"{name}@{version['version']}", out)
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
     return elapsed
@@ -134,7 +127,7 @@ def main() -> None:
         (work / "scratch.bin").unlink()
         baseline_s = baseline_copy(large, work / "copy.bin")
         process, url = start_server(work / "home")
-        client = ShelfClient(ClientSettings(url=url, timeout_s=600))
+        client = Client(url, timeout_s=600)
         try:
             register(client, "small", small)
             rss_small = peak_rss_mib(process.pid)

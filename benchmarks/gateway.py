@@ -78,12 +78,12 @@ def serve_upstream(port: int) -> None:
 
 def serve_gateway(port: int) -> None:
     """Settings from SHELF_* (set by the parent), served like `shelf gateway` serves it."""
+    from controller.config import ControllerSettings
     from controller.gateway.app import create_gateway_app
-    from registry.config import Settings
     from registry.db.session import Database
-    from registry.runner import Listener, run
+    from shelf.runner import Listener, run
 
-    settings = Settings()
+    settings = ControllerSettings()
     database = Database(settings.resolved_database_url)
     run([Listener("gateway", create_gateway_app(settings, database), "127.0.0.1", port)])
 
@@ -92,14 +92,14 @@ def prepare_home(home: Path, upstream: str, shadow_upstream: str) -> None:
     """One model `bench`: v1 (champion) and v2 (the shadow challenger) and a rollout row."""
     from sqlalchemy import select
 
-    from controller.models import Rollout
-    from registry.db import migrate
+    from controller.tables import Rollout
     from registry.db.base import utcnow
-    from registry.db.models import Model
     from registry.db.session import Database
+    from registry.db.tables import Model
     from registry.services import aliases
     from registry.services.blobs import record_blob
     from registry.services.versions import FileEntry, VersionSpec, register_version
+    from shelf import migrate
 
     url = f"sqlite:///{home / 'shelf.db'}"
     migrate.upgrade(url)
@@ -119,10 +119,10 @@ def set_rollout(home: Path, state: str | None) -> None:
     """``None``: no rollout; ``"off"``: a rollout at weight 0; ``"mirror"``: shadowing."""
     from sqlalchemy import delete, select
 
-    from controller.models import Rollout
+    from controller.tables import Rollout
     from registry.db.base import utcnow
-    from registry.db.models import Model, ModelVersion
     from registry.db.session import Database
+    from registry.db.tables import Model, ModelVersion
 
     database = Database(f"sqlite:///{home / 'shelf.db'}")
     with database.session() as session:

@@ -22,32 +22,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.demo.processes import start_model_server, start_shelf_server
-from controller.demo.traffic import Traffic
-from registry.cli.client import ShelfClient
-from registry.cli.transfer import collect, hash_files, upload_missing
-from registry.config import ClientSettings
+from shelf import Client
+from shelf.demo.processes import start_model_server, start_shelf_server
+from shelf.demo.traffic import Traffic
 
 
-def register(client: ShelfClient, folder: Path, url: str) -> None:
+def register(client: Client, folder: Path, url: str) -> None:
     folder.mkdir(parents=True)
     (folder / "model.bin").write_bytes(folder.name.encode())
-    files = hash_files(collect(folder), show_progress=False)
-    upload_missing(client, files, show_progress=False)
-    client.post(
-        "/v1/models/bench/versions",
-        {"files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files],
-         "serving_url": url},
-    )  # fmt: skip
+    client.register("bench", folder, serving_url=url)
 
 
-def trial(client: ShelfClient, traffic: Traffic, env: dict[str, str]) -> tuple[float, float]:
+def trial(client: Client, traffic: Traffic, env: dict[str, str]) -> tuple[float, float]:
     """Returns (ms after `shelf rollback` returned, ms after it was launched) of the last
     request the challenger served."""
-    client.post(
-        "/v1/models/bench/rollouts",
-        {"challenger": 2, "steps": [50], "min_samples": 10**9, "min_step_duration_s": 3600},
-    )
+    client.start_rollout("bench", 2, steps=[50], min_samples=10**9, min_step_duration_s=3600)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         recent = [s for s in traffic.log[-200:] if s.version == "2"]
@@ -58,7 +47,7 @@ def trial(client: ShelfClient, traffic: Traffic, env: dict[str, str]) -> tuple[f
         raise SystemExit("the challenger never received traffic")
     launched = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "registry.cli.main", "rollback", "bench"],
+        [sys.executable, "-m", "shelf", "rollback", "bench"],
         env=env, check=True, capture_output=True,
     )  # fmt: skip
     returned = time.monotonic()
@@ -80,7 +69,7 @@ def main() -> None:
     extra = {"SHELF_DATABASE_URL": args.database_url} if args.database_url else {}
     if args.database_url:  # only the embedded SQLite is migrated by `shelf server` itself
         subprocess.run(
-            [sys.executable, "-m", "registry.cli.main", "db", "upgrade"],
+            [sys.executable, "-m", "shelf", "db", "upgrade"],
             env={**os.environ, **extra},
             check=True,
             capture_output=True,
@@ -88,10 +77,10 @@ def main() -> None:
     server, gateway = start_shelf_server(work / "home", extra)
     models = [start_model_server(f"v{i}", work / "logs", latency_ms=2.0) for i in (1, 2)]
     try:
-        client = ShelfClient(ClientSettings(url=server.url))
+        client = Client(server.url)
         for i, model in enumerate(models, 1):
             register(client, work / f"v{i}", model.url)
-        client.put("/v1/models/bench/aliases/champion", {"version": 1})
+        client.set_alias("bench", "champion", 1)
         env = {**os.environ, "SHELF_URL": server.url}
         with Traffic(gateway, "bench", args.concurrency, label_fraction=0, keep_log=True) as load:
             pairs = [trial(client, load, env) for _ in range(trials)]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
+from controller.stats import HARM, NO_HARM, Guardrail, Verdict, parse_guardrails
+from controller.vocabulary import STRATEGIES, RolloutState, Strategy
 from registry.errors import InvalidInput
 
-Strategy = Literal["canary", "shadow", "blue-green"]
-STRATEGIES: tuple[str, ...] = ("canary", "shadow", "blue-green")
 TIMEOUT_POLICIES = ("rollback", "promote")
 DEFAULT_STEPS = (1, 5, 25, 50, 100)
 FULL_BP = 10_000
@@ -61,9 +62,9 @@ class RolloutPlan:
         if self.min_step_duration_s < 0 or self.shadow_duration_s < 0 or self.max_duration_s <= 0:
             raise InvalidInput("durations must be positive")
         steps = list(self.steps)
-        if self.strategy == "blue-green":
+        if self.strategy == Strategy.blue_green:
             steps = [100.0]
-        if self.strategy != "shadow" and not steps:
+        if self.strategy != Strategy.shadow and not steps:
             raise InvalidInput(f"a {self.strategy} rollout needs at least one step")
         if any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
             raise InvalidInput(
@@ -71,6 +72,14 @@ class RolloutPlan:
             )
         object.__setattr__(self, "steps", tuple(float(s) for s in steps))
         object.__setattr__(self, "guardrails", tuple(self.guardrails))
+        self.judged_by()  # a plan with unknown guardrails is refused now, not at its first look
+
+    def judged_by(self) -> tuple[Guardrail, ...]:
+        """The guardrails this plan is judged by, with their options."""
+        try:
+            return parse_guardrails(self.guardrails, self.guardrail_options)
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
 
     def weight_bp(self, step_index: int) -> int:
         return round(self.steps[step_index] * 100)
@@ -93,43 +102,63 @@ class RolloutPlan:
 class Position:
     """Where a rollout is: the part of its row ``decide`` needs."""
 
-    state: str
+    state: RolloutState
     step_index: int
     started_at: datetime
     step_started_at: datetime
     step_start_samples: int
 
 
+class ActionKind(StrEnum):
+    """What the reconciler can do to a rollout, and the state each action leads to."""
+
+    hold = "hold"
+    start_shadow = "start_shadow"
+    set_step = "set_step"
+    promote = "promote"
+    roll_back = "roll_back"
+
+    @property
+    def target_state(self) -> RolloutState | None:
+        return _TARGET_STATES[self]
+
+
+_TARGET_STATES: dict[ActionKind, RolloutState | None] = {
+    ActionKind.hold: None,
+    ActionKind.start_shadow: RolloutState.shadowing,
+    ActionKind.set_step: RolloutState.canary,
+    ActionKind.promote: RolloutState.promoted,
+    ActionKind.roll_back: RolloutState.rolled_back,
+}
+
+
 @dataclass(frozen=True)
 class Action:
-    """What the reconciler should do. ``kind``: hold, start_shadow, set_step, promote, roll_back."""
+    """What the reconciler should do; ``step_index`` and ``weight_bp`` for ``set_step``."""
 
-    kind: str
+    kind: ActionKind
     reason: str = ""
     step_index: int = 0
     weight_bp: int = 0
-    mirror: bool = False
 
 
-HOLD = Action("hold")
+HOLD = Action(ActionKind.hold)
 
 
 def first_action(plan: RolloutPlan) -> Action:
-    if plan.strategy == "shadow":
-        return Action(
-            "start_shadow", "shadowing: challenger sees a copy of the traffic", mirror=True
-        )
+    if plan.strategy == Strategy.shadow:
+        return Action(ActionKind.start_shadow, "shadowing: challenger sees a copy of the traffic")
     return _step(plan, 0, "canary started")
 
 
 def _step(plan: RolloutPlan, index: int, reason: str) -> Action:
-    return Action("set_step", reason, step_index=index, weight_bp=plan.weight_bp(index))
+    return Action(ActionKind.set_step, reason, step_index=index, weight_bp=plan.weight_bp(index))
 
 
 def decide(
     plan: RolloutPlan,
     position: Position,
-    verdict: str,
+    verdict: Verdict,
     harm_reason: str,
     challenger_samples: int,
     now: datetime,
@@ -137,39 +166,40 @@ def decide(
     """The next move. ``verdict`` is the guardrails' overall verdict: ``harm``,
     ``no_harm_within_margin`` or ``continue``; ``challenger_samples`` counts the challenger's
     observations so far (mirrored copies while shadowing, served requests in canary)."""
-    if position.state == "pending":
+    judging = (RolloutState.shadowing, RolloutState.canary)
+    if position.state == RolloutState.pending:
         return first_action(plan)
-    if verdict == "harm" and position.state in ("shadowing", "canary", "paused"):
+    if verdict == HARM and position.state in (*judging, RolloutState.paused):
         # Harm ends the rollout even while paused: a pause freezes progress, not safety.
-        return Action("roll_back", harm_reason or "a guardrail shows harm")
-    if position.state not in ("shadowing", "canary"):
+        return Action(ActionKind.roll_back, harm_reason or "a guardrail shows harm")
+    if position.state not in judging:
         return HOLD
     if (now - position.started_at).total_seconds() >= plan.max_duration_s:
         if plan.on_timeout == "promote":
-            return Action("promote", "timed out; plan promotes on timeout")
-        return Action("roll_back", "timed out without showing non-inferiority")
+            return Action(ActionKind.promote, "timed out; plan promotes on timeout")
+        return Action(ActionKind.roll_back, "timed out without showing non-inferiority")
     in_step = challenger_samples - position.step_start_samples
     elapsed = (now - position.step_started_at).total_seconds()
-    if position.state == "shadowing":
+    if position.state == RolloutState.shadowing:
         if in_step < plan.shadow_min_samples or elapsed < plan.shadow_duration_s:
             return HOLD
-        if plan.steps and (plan.steps[0] < 100 or verdict == "no_harm_within_margin"):
+        if plan.steps and (plan.steps[0] < 100 or verdict == NO_HARM):
             return _step(plan, 0, "shadow passed; canary started")
-        if verdict == "no_harm_within_margin":
-            return Action("promote", "shadow showed non-inferiority on every guardrail")
+        if verdict == NO_HARM:
+            return Action(ActionKind.promote, "shadow showed non-inferiority on every guardrail")
         return HOLD
     if in_step < plan.min_samples or elapsed < plan.min_step_duration_s:
         return HOLD
     last = len(plan.steps) - 1
     if position.step_index < last:
         nxt = position.step_index + 1
-        if plan.steps[nxt] >= 100 and verdict != "no_harm_within_margin":
+        if plan.steps[nxt] >= 100 and verdict != NO_HARM:
             # At 100 % the champion serves nothing, so there is nothing left to compare with:
             # non-inferiority has to be shown before the full switch.
             return HOLD
         return _step(plan, nxt, f"step {position.step_index + 1} passed; {plan.steps[nxt]:g}%")
     if plan.steps[last] >= 100:
-        return Action("promote", "full traffic served for the whole step without harm")
-    if verdict == "no_harm_within_margin":
-        return Action("promote", "every guardrail shows non-inferiority")
+        return Action(ActionKind.promote, "full traffic served for the whole step without harm")
+    if verdict == NO_HARM:
+        return Action(ActionKind.promote, "every guardrail shows non-inferiority")
     return HOLD

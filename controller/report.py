@@ -10,10 +10,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+
+from controller.api.schemas import ObservationOut, RolloutOut
+from controller.stats import CONTINUE, Evidence
+from controller.vocabulary import Arm
 
 WIDTH, HEIGHT, PAD = 640, 180, 44
-COLOURS = {"champion": "#2b6cb0", "challenger": "#c05621", "band": "#fbd38d", "margin": "#9b2c2c"}
+COLOURS = {
+    Arm.champion: "#2b6cb0",
+    Arm.challenger: "#c05621",
+    "band": "#fbd38d",
+    "margin": "#9b2c2c",
+}
 VERDICT_COLOURS = {"harm": "#c53030", "no_harm_within_margin": "#2f855a", "continue": "#718096"}
 
 
@@ -21,12 +29,11 @@ VERDICT_COLOURS = {"harm": "#c53030", "no_harm_within_margin": "#2f855a", "conti
 class RolloutHistory:
     """A rollout as the API returns it, with its observations (one per reconciler look)."""
 
-    rollout: dict[str, Any]
-    observations: Sequence[dict[str, Any]]
+    rollout: RolloutOut
+    observations: Sequence[ObservationOut]
 
 
-def _time(value: str | datetime) -> float:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+def _time(moment: datetime) -> float:
     return moment.timestamp()
 
 
@@ -100,30 +107,34 @@ class _Chart:
         )
 
 
-def _weights_chart(start: float, span: float, observations: Sequence[dict[str, Any]]) -> str:
+def _weights_chart(start: float, span: float, observations: Sequence[ObservationOut]) -> str:
     chart = _Chart(span, 0, 100)
     chart.line(
-        [(_time(o["at"]) - start, o["challenger_weight_bp"] / 100) for o in observations],
-        COLOURS["challenger"],
+        [(_time(o.at) - start, o.challenger_weight_bp / 100) for o in observations],
+        COLOURS[Arm.challenger],
         step=True,
     )
     return chart.svg("challenger traffic (%)", "time since start")
 
 
 def _guardrail_charts(
-    start: float, span: float, observations: Sequence[dict[str, Any]]
+    start: float, span: float, observations: Sequence[ObservationOut]
 ) -> list[str]:
     metrics: list[str] = []
     for obs in observations:
-        for metric in obs.get("evidence", {}):
-            if metric not in metrics:
-                metrics.append(metric)
+        for evidence in obs.evidence.guardrails:
+            if evidence.metric not in metrics:
+                metrics.append(evidence.metric)
     charts = []
     for metric in metrics:
-        points = [(_time(o["at"]) - start, o["evidence"].get(metric, {})) for o in observations]
-        lows = [(t, e["ci_low"]) for t, e in points if e.get("ci_low") is not None]
-        highs = [(t, e["ci_high"]) for t, e in points if e.get("ci_high") is not None]
-        margin = next((e.get("margin") for _, e in points if e.get("margin") is not None), None)
+        points: list[tuple[float, Evidence]] = [
+            (_time(o.at) - start, e)
+            for o in observations
+            if (e := o.evidence.guardrail(metric)) is not None
+        ]
+        lows = [(t, e.ci_low) for t, e in points if e.ci_low is not None]
+        highs = [(t, e.ci_high) for t, e in points if e.ci_high is not None]
+        margin = points[0][1].margin if points else None
         values = [v for _, v in lows + highs] + [0.0] + ([margin, -margin] if margin else [])
         finite = [v for v in values if math.isfinite(v)]
         scale = max(abs(v) for v in finite) if finite else 1.0
@@ -133,18 +144,17 @@ def _guardrail_charts(
         band.hline(0.0, "#4a5568", "0")
         if margin:
             band.hline(margin, COLOURS["margin"], "margin")
-        last = points[-1][1] if points else {}
-        verdict = last.get("verdict", "continue")
+        verdict = points[-1][1].verdict if points else CONTINUE
         charts.append(
             f'<h3>{html.escape(metric)} <span style="color:{VERDICT_COLOURS.get(verdict, "#000")}">'
             f"{html.escape(verdict)}</span></h3>"
             + band.svg(f"{metric}: confidence sequence for the effect", "challenger minus champion")
         )
-        p_values = [(t, e["p_value"]) for t, e in points if e.get("p_value") is not None]
+        p_values = [(t, e.p_value) for t, e in points if e.p_value is not None]
         if p_values:
             pv = _Chart(span, 1e-6, 1.0, log_y=True)
-            pv.line(p_values, COLOURS["challenger"])
-            alpha = next((e.get("alpha") for _, e in points if e.get("alpha")), None)
+            pv.line(p_values, COLOURS[Arm.challenger])
+            alpha = points[0][1].alpha if points else None
             if alpha:
                 pv.hline(alpha, COLOURS["margin"], "alpha")
             charts.append(pv.svg(f"{metric}: anytime-valid p-value for harm", "log scale"))
@@ -155,26 +165,26 @@ def _section(history: RolloutHistory) -> str:
     r = history.rollout
     observations = list(history.observations)
     title = (
-        f"{r['model']} rollout {r['id']}: v{r['champion_version']} → v{r['challenger_version']}"
-        f" ({r['strategy']})"
+        f"{r.model} rollout {r.id}: v{r.champion_version} → v{r.challenger_version} ({r.strategy})"
     )
-    state = r["state"]
-    colour = {"promoted": "#2f855a", "rolled_back": "#c53030"}.get(state, "#4a5568")
+    colour = {"promoted": "#2f855a", "rolled_back": "#c53030"}.get(r.state, "#4a5568")
     head = (
-        f"<h2>{html.escape(title)}</h2><p><b style='color:{colour}'>{html.escape(state)}</b>: "
-        f"{html.escape(r.get('reason') or '')}</p>"
+        f"<h2>{html.escape(title)}</h2><p><b style='color:{colour}'>{html.escape(r.state)}</b>: "
+        f"{html.escape(r.reason)}</p>"
     )
     if not observations:
         return head + "<p>No observations recorded.</p>"
-    start = _time(r["created_at"])
-    span = max(_time(o["at"]) - start for o in observations)
-    arms = r.get("arms", {})
+    start = _time(r.created_at)
+    span = max(_time(o.at) - start for o in observations)
+    arms = {arm: summary.model_dump() for arm, summary in r.arms.items()}
     rows = "".join(
-        f"<tr><td>{html.escape(key)}</td><td>{arms.get('champion', {}).get(key)}</td>"
-        f"<td>{arms.get('challenger', {}).get(key)}</td></tr>"
+        f"<tr><td>{html.escape(key)}</td>"
+        + "".join(f"<td>{arms.get(arm, {}).get(key)}</td>" for arm in Arm)
+        + "</tr>"
         for key in ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms", "accuracy")
     )
-    table = f"<table><tr><th></th><th>champion</th><th>challenger</th></tr>{rows}</table>"
+    header = "".join(f"<th>{arm}</th>" for arm in Arm)
+    table = f"<table><tr><th></th>{header}</tr>{rows}</table>"
     charts = [
         _weights_chart(start, span, observations),
         *_guardrail_charts(start, span, observations),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-import controller.models  # noqa: F401  (registers the controller tables on Base.metadata)
-import registry.db.models  # noqa: F401
+import controller.tables  # noqa: F401  (registers the controller tables on Base.metadata)
+import registry.db.tables  # noqa: F401
 from registry.db.base import Base
 from registry.db.session import make_engine
 
@@ -15,7 +15,7 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
-    assert url is not None, "sqlalchemy.url must be set (see registry/db/migrate.py)"
+    assert url is not None, "sqlalchemy.url must be set (see shelf/migrate.py)"
     connectable = config.attributes.get("connection")
     if connectable is not None:
         _run(connectable)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.config import Settings
+from controller.config import ControllerSettings
 
 PG_ADMIN_URL = os.environ.get("SHELF_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -115,19 +115,19 @@ BACKENDS = ["sqlite+local", "postgresql+s3"]
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """Settings for one backend, its database migrated to head."""
-    from registry.db import migrate
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> ControllerSettings:
+    """ControllerSettings for one backend, its database migrated to head."""
+    from shelf import migrate
 
     home = tmp_path / "shelf-home"
     home.mkdir()
     if request.param == "sqlite+local":
-        settings = Settings(home=home)
+        settings = ControllerSettings(home=home)
     else:
         database_url = request.getfixturevalue("postgres_url")
         bucket = request.getfixturevalue("s3_bucket")
         endpoint = request.getfixturevalue("s3_endpoint")
-        settings = Settings(
+        settings = ControllerSettings(
             home=home,
             database_url=database_url,
             artifact_uri=f"s3://{bucket}/shelf",

@@ -1,1 +1,2 @@
-"""HTTP endpoints of the controller: rollouts, rollback, webhooks."""
+"""The controller's HTTP API: request/response schemas (:mod:`.schemas`, light enough for the
+client library) and routes (:mod:`.routers`, which ``shelf.app`` mounts)."""

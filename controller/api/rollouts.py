@@ -8,17 +8,24 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller.api.schemas import ObservationOut, RollbackRequest, RolloutCreate, RolloutOut
-from controller.models import Rollout, RolloutObservation
+from controller.api.schemas import (
+    ArmSummary,
+    ObservationOut,
+    RollbackRequest,
+    RolloutCreate,
+    RolloutOut,
+)
 from controller.plans import DEFAULT_STEPS, RolloutPlan
-from controller.reconciler.judge import check_guardrails
 from controller.rollouts import service
+from controller.stats import ArmStats, Report
+from controller.tables import Rollout, RolloutObservation
+from controller.vocabulary import ARMS, Strategy
 from registry.api.deps import AppContext, caller, context, requires
 from registry.auth import Principal
 from registry.config import Role
-from registry.db.models import ModelVersion
+from registry.db.tables import Model, ModelVersion
 from registry.errors import NotFound
-from registry.services.models import get_model
+from registry.services.lookup import get_model
 
 router = APIRouter(prefix="/v1", tags=["rollouts"])
 
@@ -27,14 +34,38 @@ def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
     champion = session.get(ModelVersion, row.champion_version_id)
     challenger = session.get(ModelVersion, row.challenger_version_id)
     assert champion is not None and challenger is not None
-    return RolloutOut.of(row, model, champion.version, challenger.version)
+    observed = row.observed or {}
+    arms = observed.get("arms", {})
+    evidence = observed.get("evidence")
+    return RolloutOut(
+        id=row.id,
+        model=model,
+        champion_version=champion.version,
+        challenger_version=challenger.version,
+        strategy=row.strategy,
+        state=row.state,
+        resume_state=row.resume_state,
+        step_index=row.step_index,
+        steps=list(row.plan.get("steps", [])),
+        challenger_weight_bp=row.challenger_weight_bp,
+        mirror=row.mirror,
+        plan=row.plan,
+        reason=row.reason,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        updated_at=row.updated_at,
+        ended_at=row.ended_at,
+        observed_at=row.observed_at,
+        evidence=Report.model_validate(evidence) if evidence else None,
+        arms={arm: ArmSummary.of(ArmStats.from_json(arms.get(arm, {}))) for arm in ARMS},
+    )
 
 
 def plan_of(body: RolloutCreate) -> RolloutPlan:
     steps = tuple(body.steps) if body.steps is not None else DEFAULT_STEPS
-    plan = RolloutPlan(
+    return RolloutPlan(
         strategy=body.strategy,
-        steps=() if body.strategy == "shadow" and body.steps is None else steps,
+        steps=() if body.strategy == Strategy.shadow and body.steps is None else steps,
         min_samples=body.min_samples,
         min_step_duration_s=body.min_step_duration_s,
         shadow_min_samples=body.shadow_min_samples or body.min_samples,
@@ -49,8 +80,6 @@ def plan_of(body: RolloutCreate) -> RolloutPlan:
         guardrails=tuple(body.guardrails),
         guardrail_options=body.guardrail_options,
     )
-    check_guardrails(plan)
-    return plan
 
 
 @router.post("/models/{name}/rollouts", response_model=RolloutOut, status_code=201)
@@ -60,7 +89,7 @@ def start(
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.deploy)),
 ) -> RolloutOut:
-    plan = plan_of(body)
+    plan = plan_of(body)  # InvalidInput (422) for a plan the reconciler could not judge
     with ctx.database.session() as session:
         row = service.start_rollout(session, name, body.challenger, plan, who.name)
         return rollout_out(session, row, name)
@@ -98,11 +127,9 @@ def by_id(
         row = session.get(Rollout, rollout_id)
         if row is None:
             raise NotFound(f"rollout {rollout_id} not found")
-        model = row.model_id
-        from registry.db.models import Model
-
-        name = session.get(Model, model).name  # type: ignore[union-attr]
-        return rollout_out(session, row, name)
+        model = session.get(Model, row.model_id)
+        assert model is not None
+        return rollout_out(session, row, model.name)
 
 
 @router.get("/rollouts/{rollout_id}/observations", response_model=list[ObservationOut])
@@ -128,7 +155,7 @@ def observations(
                 challenger_weight_bp=r.challenger_weight_bp,
                 champion_requests=r.champion_requests,
                 challenger_requests=r.challenger_requests,
-                evidence=r.evidence,
+                evidence=Report.model_validate(r.evidence),
             )
             for r in rows
         ]

@@ -1,4 +1,5 @@
-"""Request and response bodies for rollouts and webhooks."""
+"""Request and response bodies for rollouts and webhooks: plain pydantic models, no ORM, so the
+client library parses responses with the same types the API declares."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.models import Rollout, Webhook
-from controller.stats.sufficient import ArmStats
+from controller.stats import ArmStats, Report
+from controller.vocabulary import FINAL_STATES, STRATEGIES
 
 
 class Strict(BaseModel):
@@ -17,7 +18,7 @@ class Strict(BaseModel):
 
 class RolloutCreate(Strict):
     challenger: int = Field(ge=1)
-    strategy: str = "canary"
+    strategy: str = Field(default="canary", description=f"One of {', '.join(STRATEGIES)}")
     steps: list[float] | None = Field(default=None, description="Challenger traffic % per step")
     min_samples: int = Field(default=2000, ge=1)
     min_step_duration_s: float = Field(default=300.0, ge=0)
@@ -41,29 +42,52 @@ class WebhookCreate(Strict):
     secret: str | None = Field(default=None, min_length=16, max_length=256)
 
 
-def arm_summary(stats: ArmStats) -> dict[str, Any]:
-    def ms(q: float) -> float | None:
-        value = stats.latency_quantile(q)
-        return round(value * 1000, 3) if value is not None else None
+class ArmSummary(BaseModel):
+    """One arm's totals as people read them (latencies in ms, rates as fractions)."""
 
-    return {
-        "requests": stats.requests,
-        "errors": stats.errors,
-        "error_rate": round(stats.error_rate, 6),
-        "timeouts": stats.timeouts,
-        "latency_p50_ms": ms(0.5),
-        "latency_p99_ms": ms(0.99),
-        "predicted": stats.predicted,
-        "labels": stats.labels,
-        "accuracy": round(stats.correct / stats.labels, 6) if stats.labels else None,
-        "rewards": stats.rewards,
-        "mean_reward": round(stats.reward_sum / stats.rewards, 6) if stats.rewards else None,
-        "shadow_compared": stats.compared,
-        "shadow_agreement": round(stats.agreed / stats.compared, 6) if stats.compared else None,
-    }
+    requests: int
+    errors: int
+    error_rate: float
+    timeouts: int
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    predicted: dict[str, int]
+    labels: int
+    accuracy: float | None
+    rewards: int
+    mean_reward: float | None
+    shadow_compared: int
+    shadow_agreement: float | None
+
+    @classmethod
+    def of(cls, stats: ArmStats) -> ArmSummary:
+        def ms(q: float) -> float | None:
+            value = stats.latency_quantile(q)
+            return round(value * 1000, 3) if value is not None else None
+
+        def share(part: float, whole: int) -> float | None:
+            return round(part / whole, 6) if whole else None
+
+        return cls(
+            requests=stats.requests,
+            errors=stats.errors,
+            error_rate=round(stats.error_rate, 6),
+            timeouts=stats.timeouts,
+            latency_p50_ms=ms(0.5),
+            latency_p99_ms=ms(0.99),
+            predicted=stats.predicted,
+            labels=stats.labels,
+            accuracy=share(stats.correct, stats.labels),
+            rewards=stats.rewards,
+            mean_reward=share(stats.reward_sum, stats.rewards),
+            shadow_compared=stats.compared,
+            shadow_agreement=share(stats.agreed, stats.compared),
+        )
 
 
 class RolloutOut(BaseModel):
+    """A rollout, its per-arm totals and the evidence of the reconciler's latest look."""
+
     id: int
     model: str
     champion_version: int
@@ -82,40 +106,12 @@ class RolloutOut(BaseModel):
     updated_at: datetime
     ended_at: datetime | None
     observed_at: datetime | None
-    verdict: str | None
-    evidence: list[dict[str, Any]] | dict[str, Any] | None
-    arms: dict[str, dict[str, Any]]
+    evidence: Report | None = Field(description="Every guardrail's evidence at the latest look")
+    arms: dict[str, ArmSummary]
 
-    @classmethod
-    def of(cls, row: Rollout, model: str, champion: int, challenger: int) -> RolloutOut:
-        observed = row.observed or {}
-        arms = observed.get("arms", {})
-        return cls(
-            id=row.id,
-            model=model,
-            champion_version=champion,
-            challenger_version=challenger,
-            strategy=row.strategy,
-            state=row.state,
-            resume_state=row.resume_state,
-            step_index=row.step_index,
-            steps=list(row.plan.get("steps", [])),
-            challenger_weight_bp=row.challenger_weight_bp,
-            mirror=row.mirror,
-            plan=row.plan,
-            reason=row.reason,
-            created_at=row.created_at,
-            created_by=row.created_by,
-            updated_at=row.updated_at,
-            ended_at=row.ended_at,
-            observed_at=row.observed_at,
-            verdict=observed.get("verdict"),
-            evidence=observed.get("evidence"),
-            arms={
-                arm: arm_summary(ArmStats.from_json(arms.get(arm, {})))
-                for arm in ("champion", "challenger")
-            },
-        )
+    @property
+    def ended(self) -> bool:
+        return self.state in FINAL_STATES
 
 
 class ObservationOut(BaseModel):
@@ -125,7 +121,7 @@ class ObservationOut(BaseModel):
     challenger_weight_bp: int
     champion_requests: int
     challenger_requests: int
-    evidence: dict[str, Any]
+    evidence: Report
 
 
 class WebhookOut(BaseModel):
@@ -135,14 +131,3 @@ class WebhookOut(BaseModel):
     created_at: datetime
     created_by: str
     secret: str | None = None
-
-    @classmethod
-    def of(cls, row: Webhook, model: str | None, reveal: bool = False) -> WebhookOut:
-        return cls(
-            id=row.id,
-            url=row.url,
-            model=model,
-            created_at=row.created_at,
-            created_by=row.created_by,
-            secret=row.secret if reveal else None,
-        )

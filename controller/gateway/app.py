@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from controller.config import ControllerSettings
 from controller.gateway.asgi import (
     REQUEST_SKIP,
     RESPONSE_SKIP,
@@ -39,7 +40,6 @@ from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
 from controller.gateway.split import goes_to_challenger
 from controller.gateway.upstream import TIMEOUT, Upstream, content_type
-from registry.config import Settings
 from registry.db.session import Database
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ SHADOW_DRAIN_S = 2.0
 
 
 class GatewayApp:
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(self, settings: ControllerSettings, database: Database) -> None:
         self.settings = settings
         self.database = database
         self.metrics = GatewayMetrics()
@@ -344,6 +344,6 @@ class GatewayApp:
             await self.upstream.close()
 
 
-def create_gateway_app(settings: Settings, database: Database) -> Any:
+def create_gateway_app(settings: ControllerSettings, database: Database) -> Any:
     """The gateway as an ASGI app; serve it with uvicorn (lifespan on)."""
     return GatewayApp(settings, database)

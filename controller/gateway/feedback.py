@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from controller.gateway.recorder import Recorder
 from controller.gateway.request_id import InvalidRequestId, RequestId, RequestIdSigner
-from controller.models import FeedbackReceipt, Rollout
+from controller.tables import FeedbackReceipt, Rollout
 from registry.db.session import Database
 
 

@@ -28,8 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from controller.models import ArmStatsDelta, Rollout
 from controller.stats.sufficient import ArmStats
+from controller.tables import ArmStatsDelta, Rollout
 from registry.db.session import Database
 
 log = logging.getLogger(__name__)

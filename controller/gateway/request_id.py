@@ -23,8 +23,9 @@ import struct
 from dataclasses import dataclass
 from hashlib import blake2b
 
+from controller.vocabulary import ARMS
+
 FORMAT_VERSION = 1
-ARMS = ("champion", "challenger")
 MAX_VERBATIM_CLASS = 40
 _MAC_BYTES = 16
 _HEAD = struct.Struct(">BIIIBQB")

@@ -21,18 +21,16 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from controller.gateway.recorder import ArmKey
-from controller.models import ACTIVE_STATES, Rollout
-from controller.rollouts.transitions import ROUTING_CHANNEL
-from registry.db.models import Alias, Model, ModelVersion
+from controller.tables import Rollout
+from controller.vocabulary import ACTIVE_STATES, ROUTING_CHANNEL, Arm
 from registry.db.session import Database
+from registry.db.tables import Alias, Model, ModelVersion
 
 log = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
-
 
 @dataclass(frozen=True, slots=True)
-class Arm:
+class RouteArm:
     name: str
     index: int  # 0 champion, 1 challenger (as encoded in request ids)
     version_id: int
@@ -50,8 +48,8 @@ class Arm:
 class Route:
     model: str
     model_id: int
-    champion: Arm
-    challenger: Arm | None
+    champion: RouteArm
+    challenger: RouteArm | None
     weight_bp: int
     mirror: bool
     rollout_id: int | None
@@ -74,11 +72,13 @@ class Route:
 RoutingTable = Mapping[str, Route]
 
 
-def _arm(name: str, version: tuple[int, int, str], version_id: int, stats: ArmKey | None) -> Arm:
+def _arm(
+    name: str, version: tuple[int, int, str], version_id: int, stats: ArmKey | None
+) -> RouteArm:
     number, _model_id, url = version
-    index = 0 if name == CHAMPION else 1
+    index = 0 if name == Arm.champion else 1
     label = str(number)
-    return Arm(name, index, version_id, number, url.rstrip("/"), stats, label, label.encode())
+    return RouteArm(name, index, version_id, number, url.rstrip("/"), stats, label, label.encode())
 
 
 def load_routes(session: Session) -> dict[str, Route]:
@@ -95,7 +95,7 @@ def load_routes(session: Session) -> dict[str, Route]:
             Rollout.state,
         ).where(Rollout.active_model_id.is_not(None), Rollout.state.in_(ACTIVE_STATES))
     ).all()
-    champion_rows = select(Alias.model_id, Alias.version_id).where(Alias.name == CHAMPION)
+    champion_rows = select(Alias.model_id, Alias.version_id).where(Alias.name == Arm.champion)
     champions = dict(session.execute(champion_rows).all())
     servable = and_(ModelVersion.status == "ready", ModelVersion.serving_url.is_not(None))
     newest = (
@@ -137,18 +137,18 @@ def load_routes(session: Session) -> dict[str, Route]:
             model=name,
             model_id=row.model_id,
             champion=_arm(
-                CHAMPION,
+                Arm.champion,
                 champion,
                 row.champion_version_id,
-                (row.id, row.model_id, row.champion_version_id, CHAMPION),
+                (row.id, row.model_id, row.champion_version_id, Arm.champion),
             ),
             challenger=None
             if challenger is None
             else _arm(
-                CHALLENGER,
+                Arm.challenger,
                 challenger,
                 row.challenger_version_id,
-                (row.id, row.model_id, row.challenger_version_id, CHALLENGER),
+                (row.id, row.model_id, row.challenger_version_id, Arm.challenger),
             ),
             weight_bp=max(0, min(10_000, row.challenger_weight_bp)) if challenger else 0,
             mirror=bool(row.mirror) and challenger is not None,
@@ -166,7 +166,7 @@ def load_routes(session: Session) -> dict[str, Route]:
         table[name] = Route(
             model=name,
             model_id=model_id,
-            champion=_arm(CHAMPION, version, version_id, None),
+            champion=_arm(Arm.champion, version, version_id, None),
             challenger=None,
             weight_bp=0,
             mirror=False,

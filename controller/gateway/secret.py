@@ -9,12 +9,12 @@ import secrets
 import time
 from pathlib import Path
 
-from registry.config import Settings
+from controller.config import ControllerSettings
 
 KEY_FILE = "secret_key"
 
 
-def gateway_secret(settings: Settings) -> bytes:
+def gateway_secret(settings: ControllerSettings) -> bytes:
     if settings.secret_key:
         return settings.secret_key.encode()
     path = settings.home / KEY_FILE

@@ -17,7 +17,7 @@ from controller.gateway.asgi import Headers
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder
-from controller.gateway.routing import Arm
+from controller.gateway.routing import RouteArm
 from controller.gateway.upstream import Upstream, content_type
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class ShadowCopy:
     model: str
-    arm: Arm
+    arm: RouteArm
     method: str
     path: str  # path and query, appended to the challenger's serving URL
     headers: Headers

@@ -13,18 +13,18 @@ from typing import Any
 import httpx
 from prometheus_client import Counter, Gauge
 
-from controller.models import ACTIVE_STATES, Rollout, RolloutObservation
+from controller.config import ControllerSettings
 from controller.plans import Action, Position, RolloutPlan, decide
-from controller.reconciler.judge import Judgement, judge
 from controller.reconciler.leader import LeaderLock
 from controller.reconciler.totals import ArmTotals, consume_deltas
-from controller.reconciler.webhooks import deliver_due
 from controller.rollouts import service
-from controller.rollouts.transitions import transition
-from registry.config import Settings
+from controller.stats import Report, evaluate
+from controller.tables import Rollout, RolloutObservation
+from controller.vocabulary import RolloutState
+from controller.webhooks.outbox import deliver_due
 from registry.db.base import utcnow
-from registry.db.models import Model
 from registry.db.session import Database
+from registry.db.tables import Model
 
 log = logging.getLogger("shelf.reconciler")
 ACTOR = "reconciler"
@@ -35,12 +35,14 @@ TRANSITIONS = Counter("shelf_rollout_transitions_total", "Rollout transitions", 
 STATE = Gauge("shelf_rollout_state", "1 for the state an active rollout is in", ["model", "state"])
 WEIGHT = Gauge("shelf_rollout_challenger_weight_bp", "Challenger weight in basis points", ["model"])
 STEP = Gauge("shelf_rollout_step", "Current canary step index", ["model"])
-STATES_SHOWN = (*ACTIVE_STATES, "promoted", "rolled_back", "aborted")
 
 
 class Reconciler:
     def __init__(
-        self, settings: Settings, database: Database, clock: Callable[[], datetime] = utcnow
+        self,
+        settings: ControllerSettings,
+        database: Database,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
         self.database = database
@@ -70,6 +72,7 @@ class Reconciler:
             log.exception("webhook delivery failed; will retry")
 
     def reconcile(self, rollout_id: int) -> Action | None:
+        """Merge what the gateways measured, judge it, and let the rollouts service act."""
         with self.database.session() as session:
             rollout = session.get(Rollout, rollout_id, with_for_update=True)
             if rollout is None or rollout.active_model_id is None:
@@ -78,20 +81,25 @@ class Reconciler:
             assert model is not None
             totals, _ = consume_deltas(session, rollout)
             plan = RolloutPlan.from_json(rollout.plan)
-            verdict = judge(plan, totals)
+            report = evaluate(plan.judged_by(), totals.champion, totals.challenger, plan.alpha)
             now = self.clock()
             samples = totals.challenger.requests
             position = Position(
-                state=rollout.state,
+                state=RolloutState(rollout.state),
                 step_index=rollout.step_index,
                 started_at=rollout.created_at,
                 step_started_at=rollout.step_started_at or rollout.created_at,
                 step_start_samples=rollout.step_start_samples,
             )
-            action = decide(plan, position, verdict.verdict, verdict.reason, samples, now)
-            rollout.observed = observed_json(totals, verdict, now)
+            action = decide(plan, position, report.verdict, report.reason, samples, now)
+            rollout.observed = observed_json(totals, report, now)
             rollout.observed_at = now
-            self._apply(session, rollout, model, action, verdict, samples, now)
+            if action.kind.target_state is not None:
+                TRANSITIONS.labels(to_state=action.kind.target_state.value).inc()
+                log.info(
+                    "rollout %s of %s: %s (%s)", rollout.id, model.name, action.kind, action.reason
+                )
+            service.apply(session, rollout, action, ACTOR, report, samples, now)
             session.add(
                 RolloutObservation(
                     rollout_id=rollout.id,
@@ -101,63 +109,16 @@ class Reconciler:
                     challenger_weight_bp=rollout.challenger_weight_bp,
                     champion_requests=totals.champion.requests,
                     challenger_requests=totals.challenger.requests,
-                    evidence=verdict.summary(),
+                    evidence=report.model_dump(mode="json"),
                 )
             )
             LOOKS.inc()
             self._export(model.name, rollout)
             return action
 
-    def _apply(
-        self,
-        session: Any,
-        rollout: Rollout,
-        model: Model,
-        action: Action,
-        verdict: Judgement,
-        samples: int,
-        now: datetime,
-    ) -> None:
-        evidence = verdict.evidence
-        if action.kind == "hold":
-            return
-        TRANSITIONS.labels(to_state=_target_state(action)).inc()
-        log.info("rollout %s of %s: %s (%s)", rollout.id, model.name, action.kind, action.reason)
-        if action.kind == "start_shadow":
-            transition(
-                session,
-                rollout,
-                "shadowing",
-                ACTOR,
-                action.reason,
-                evidence,
-                mirror=True,
-                challenger_weight_bp=0,
-                step_started_at=now,
-                step_start_samples=samples,
-            )
-        elif action.kind == "set_step":
-            transition(
-                session,
-                rollout,
-                "canary",
-                ACTOR,
-                action.reason,
-                evidence,
-                mirror=False,
-                step_index=action.step_index,
-                challenger_weight_bp=action.weight_bp,
-                step_started_at=now,
-                step_start_samples=samples,
-            )
-        elif action.kind == "promote":
-            service.promote(session, model.name, ACTOR, action.reason, evidence, rollout)
-        elif action.kind == "roll_back":
-            service.roll_back_rollout(session, rollout, ACTOR, action.reason, evidence)
-
     def _export(self, model: str, rollout: Rollout) -> None:
-        for state in STATES_SHOWN:
-            STATE.labels(model=model, state=state).set(1 if rollout.state == state else 0)
+        for state in RolloutState:
+            STATE.labels(model=model, state=state.value).set(1 if rollout.state == state else 0)
         WEIGHT.labels(model=model).set(rollout.challenger_weight_bp)
         STEP.labels(model=model).set(rollout.step_index)
 
@@ -183,20 +144,10 @@ class Reconciler:
         self.http.close()
 
 
-def _target_state(action: Action) -> str:
-    return {
-        "start_shadow": "shadowing",
-        "set_step": "canary",
-        "promote": "promoted",
-        "roll_back": "rolled_back",
-    }.get(action.kind, action.kind)
-
-
-def observed_json(totals: ArmTotals, verdict: Judgement, now: datetime) -> dict[str, Any]:
+def observed_json(totals: ArmTotals, report: Report, now: datetime) -> dict[str, Any]:
+    """What the rollout row keeps of its latest look: the merged arms and the evidence."""
     return {
         "arms": totals.to_json(),
-        "verdict": verdict.verdict,
-        "reason": verdict.reason,
-        "evidence": verdict.evidence,
+        "evidence": report.model_dump(mode="json"),
         "at": now.isoformat(),
     }

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from controller.models import ArmStatsDelta, Rollout
-from controller.stats.sufficient import ArmStats
-
-ARMS = ("champion", "challenger")
+from controller.stats import ArmStats
+from controller.tables import ArmStatsDelta, Rollout
+from controller.vocabulary import Arm
 
 
 @dataclass
@@ -28,12 +27,12 @@ class ArmTotals:
     def of(cls, rollout: Rollout) -> ArmTotals:
         arms = (rollout.observed or {}).get("arms", {})
         return cls(
-            champion=ArmStats.from_json(arms.get("champion", {})),
-            challenger=ArmStats.from_json(arms.get("challenger", {})),
+            champion=ArmStats.from_json(arms.get(Arm.champion, {})),
+            challenger=ArmStats.from_json(arms.get(Arm.challenger, {})),
         )
 
     def to_json(self) -> dict[str, dict[str, object]]:
-        return {"champion": self.champion.to_json(), "challenger": self.challenger.to_json()}
+        return {Arm.champion: self.champion.to_json(), Arm.challenger: self.challenger.to_json()}
 
 
 def consume_deltas(session: Session, rollout: Rollout) -> tuple[ArmTotals, int]:
@@ -50,9 +49,9 @@ def consume_deltas(session: Session, rollout: Rollout) -> tuple[ArmTotals, int]:
         return totals, 0
     for row in rows:
         part = ArmStats.from_json(row.stats)
-        if row.arm == "champion":
+        if row.arm == Arm.champion:
             totals.champion = totals.champion.merge(part)
-        elif row.arm == "challenger":
+        elif row.arm == Arm.challenger:
             totals.challenger = totals.challenger.merge(part)
     session.execute(delete(ArmStatsDelta).where(ArmStatsDelta.id.in_([r.id for r in rows])))
     return totals, len(rows)

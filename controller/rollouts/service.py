@@ -1,29 +1,34 @@
-"""What users do to rollouts: start one, pause, resume, promote, abort, and roll back."""
+"""Every change to a rollout: what users do (start, pause, resume, promote, abort, roll back)
+and what the reconciler decides (:func:`apply`). This module is the one writer of rollout
+state; each change goes through :func:`controller.rollouts.transitions.transition`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from controller.models import ACTIVE_STATES, Rollout
-from controller.plans import RolloutPlan
+from controller.plans import Action, ActionKind, RolloutPlan
 from controller.rollouts.transitions import notify_gateways, transition
+from controller.stats import Report
+from controller.tables import Rollout
+from controller.vocabulary import ACTIVE_STATES, CHAMPION_ALIAS, RolloutState
 from registry.db.base import utcnow
-from registry.db.models import Alias, Model, ModelVersion
+from registry.db.tables import Alias, Model, ModelVersion
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.names import Reference
 from registry.services import aliases, audit
-from registry.services.models import get_model
+from registry.services.lookup import get_model
 from registry.services.versions import resolve
-
-CHAMPION = "champion"
 
 
 def champion_of(session: Session, model: Model) -> ModelVersion | None:
-    row = session.scalar(select(Alias).where(Alias.model_id == model.id, Alias.name == CHAMPION))
+    row = session.scalar(
+        select(Alias).where(Alias.model_id == model.id, Alias.name == CHAMPION_ALIAS)
+    )
     return row.version if row is not None else None
 
 
@@ -77,7 +82,7 @@ def start_rollout(
         champion_version_id=champion.id,
         challenger_version_id=candidate.id,
         strategy=plan.strategy,
-        state="pending",
+        state=RolloutState.pending,
         plan=plan.to_json(),
         alpha=plan.alpha,
         step_started_at=now,
@@ -91,26 +96,40 @@ def start_rollout(
             session.flush()
     except DBIntegrityError:
         raise Conflict(f"model {name!r} already has an active rollout; abort it first") from None
-    transition(session, rollout, "pending", actor, f"started by {actor}", event="rollout.started")
+    transition(
+        session,
+        rollout,
+        RolloutState.pending,
+        actor,
+        f"started by {actor}",
+        event="rollout.started",
+    )
     return rollout
 
 
 def pause(session: Session, name: str, actor: str) -> Rollout:
     _, rollout = require_active(session, name)
-    if rollout.state == "paused":
+    if rollout.state == RolloutState.paused:
         return rollout
-    transition(session, rollout, "paused", actor, f"paused by {actor}", resume_state=rollout.state)
+    transition(
+        session,
+        rollout,
+        RolloutState.paused,
+        actor,
+        f"paused by {actor}",
+        resume_state=rollout.state,
+    )
     return rollout
 
 
 def resume(session: Session, name: str, actor: str) -> Rollout:
     _, rollout = require_active(session, name)
-    if rollout.state != "paused":
+    if rollout.state != RolloutState.paused:
         raise Conflict(f"the rollout of {name!r} is {rollout.state}, not paused")
     transition(
         session,
         rollout,
-        rollout.resume_state or "pending",
+        RolloutState(rollout.resume_state or RolloutState.pending),
         actor,
         f"resumed by {actor}",
         event="rollout.resumed",
@@ -124,7 +143,7 @@ def promote(
     name: str,
     actor: str,
     reason: str = "",
-    evidence: dict[str, Any] | None = None,
+    evidence: Report | None = None,
     rollout: Rollout | None = None,
 ) -> Rollout:
     """The challenger becomes champion: the alias moves and the rollout ends, in one commit."""
@@ -134,15 +153,20 @@ def promote(
     assert challenger is not None
     why = reason or f"promoted by {actor}"
     aliases.set_alias(
-        session, name, CHAMPION, challenger.version, actor, reason=f"rollout {rollout.id}: {why}"
+        session,
+        name,
+        CHAMPION_ALIAS,
+        challenger.version,
+        actor,
+        reason=f"rollout {rollout.id}: {why}",
     )
-    transition(session, rollout, "promoted", actor, why, evidence)
+    transition(session, rollout, RolloutState.promoted, actor, why, evidence)
     return rollout
 
 
 def abort(session: Session, name: str, actor: str) -> Rollout:
     _, rollout = require_active(session, name)
-    transition(session, rollout, "aborted", actor, f"aborted by {actor}")
+    transition(session, rollout, RolloutState.aborted, actor, f"aborted by {actor}")
     return rollout
 
 
@@ -151,9 +175,9 @@ def roll_back_rollout(
     rollout: Rollout,
     actor: str,
     reason: str,
-    evidence: dict[str, Any] | None = None,
+    evidence: Report | None = None,
 ) -> None:
-    transition(session, rollout, "rolled_back", actor, reason, evidence)
+    transition(session, rollout, RolloutState.rolled_back, actor, reason, evidence)
 
 
 def rollback(
@@ -175,13 +199,13 @@ def rollback(
     elif rollout is not None:
         target = current  # the rollout never promoted: its champion is the one to go back to
     else:
-        target = aliases.previous_target(session, model, CHAMPION)
+        target = aliases.previous_target(session, model, CHAMPION_ALIAS)
         if target is None:
             raise Conflict(f"{name!r} has no previous champion to roll back to; use --to VERSION")
     if target is None:
         raise Conflict(f"{name!r} has no champion; use --to VERSION")
     if current is None or target.id != current.id:
-        aliases.set_alias(session, name, CHAMPION, target.version, actor, reason=why)
+        aliases.set_alias(session, name, CHAMPION_ALIAS, target.version, actor, reason=why)
     audit.record(
         session,
         "model.rolled_back",
@@ -219,3 +243,50 @@ def active_rollouts(session: Session) -> list[Rollout]:
             select(Rollout).where(Rollout.state.in_(ACTIVE_STATES)).order_by(Rollout.id)
         )
     )
+
+
+def apply(
+    session: Session,
+    rollout: Rollout,
+    action: Action,
+    actor: str,
+    evidence: Report,
+    challenger_samples: int,
+    now: datetime,
+) -> None:
+    """Carries out what :func:`controller.plans.decide` chose; ``challenger_samples`` is where
+    a new step's sample count starts."""
+    step_start: dict[str, Any] = {"step_started_at": now, "step_start_samples": challenger_samples}
+    if action.kind == ActionKind.hold:
+        return
+    if action.kind == ActionKind.start_shadow:
+        transition(
+            session,
+            rollout,
+            RolloutState.shadowing,
+            actor,
+            action.reason,
+            evidence,
+            mirror=True,
+            challenger_weight_bp=0,
+            **step_start,
+        )
+    elif action.kind == ActionKind.set_step:
+        transition(
+            session,
+            rollout,
+            RolloutState.canary,
+            actor,
+            action.reason,
+            evidence,
+            mirror=False,
+            step_index=action.step_index,
+            challenger_weight_bp=action.weight_bp,
+            **step_start,
+        )
+    elif action.kind == ActionKind.promote:
+        model = session.get(Model, rollout.model_id)
+        assert model is not None
+        promote(session, model.name, actor, action.reason, evidence, rollout)
+    elif action.kind == ActionKind.roll_back:
+        roll_back_rollout(session, rollout, actor, action.reason, evidence)

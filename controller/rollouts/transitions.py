@@ -1,20 +1,24 @@
-"""Every change of a rollout's state goes through ``transition``: it updates the row, writes
-the audit event carrying the evidence, queues the webhooks and tells the gateways, all in the
-caller's transaction so that either all of it happens or none."""
+"""How a rollout's state changes: ``transition`` updates the row, writes the audit event
+carrying the evidence, queues the webhooks and tells the gateways, all in the caller's
+transaction so that either all of it happens or none.
+
+Only :mod:`controller.rollouts.service` calls it: the service is the one writer of rollout
+state, for the API and the reconciler alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from controller.models import FINAL_STATES, Rollout, Webhook, WebhookDelivery
+from controller.stats import Report
+from controller.tables import Rollout
+from controller.vocabulary import FINAL_STATES, ROUTING_CHANNEL, RolloutState
+from controller.webhooks import outbox
 from registry.db.base import utcnow
-from registry.db.models import Model, ModelVersion
+from registry.db.tables import Model, ModelVersion
 from registry.services import audit
-
-ROUTING_CHANNEL = "shelf_routing"
 
 
 def notify_gateways(session: Session, model_name: str) -> None:
@@ -45,24 +49,13 @@ def describe(session: Session, rollout: Rollout) -> dict[str, Any]:
     }
 
 
-def queue_webhooks(session: Session, model_id: int, event: str, payload: dict[str, Any]) -> int:
-    hooks = session.scalars(
-        select(Webhook).where(or_(Webhook.model_id == model_id, Webhook.model_id.is_(None)))
-    )
-    count = 0
-    for hook in hooks:
-        session.add(WebhookDelivery(webhook_id=hook.id, event=event, payload=payload))
-        count += 1
-    return count
-
-
 def transition(
     session: Session,
     rollout: Rollout,
-    state: str,
+    state: RolloutState,
     actor: str,
     reason: str,
-    evidence: Any = None,
+    evidence: Report | None = None,
     event: str | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
@@ -85,11 +78,11 @@ def transition(
     session.flush()
     payload = {**describe(session, rollout), "from_state": previous, "reason": reason}
     if evidence is not None:
-        payload["evidence"] = evidence
+        payload["evidence"] = evidence.model_dump(mode="json")
     model = session.get(Model, rollout.model_id)
-    event = event or f"rollout.{state}"
+    event = event or f"rollout.{state.value}"
     audit.record(session, event, actor, model, **payload)
-    queue_webhooks(
+    outbox.queue(
         session,
         rollout.model_id,
         event,

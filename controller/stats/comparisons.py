@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from controller.stats import mixture
 from controller.stats.evidence import CONTINUE, HARM, NO_HARM, Evidence, Verdict
+from controller.stats.guardrails import Guardrail
 from controller.stats.sufficient import ArmStats, latency_bucket_upper
 
-if TYPE_CHECKING:
-    from controller.stats.guardrails import Guardrail
-
-Comparison = Callable[["Guardrail", ArmStats, ArmStats, float], Evidence]
+Comparison = Callable[[Guardrail, ArmStats, ArmStats, float], Evidence]
 
 # A shift test merges categories expected to hold fewer observations than this in the smaller
 # arm into one "other" category, where the normal approximation would not hold.
@@ -283,7 +279,9 @@ def confidence_shift(g: Guardrail, a: ArmStats, b: ArmStats, alpha: float) -> Ev
 
 
 def _with_detail(evidence: Evidence, detail: str) -> Evidence:
-    return replace(evidence, detail=detail) if evidence.p_value is not None else evidence
+    return (
+        evidence.model_copy(update={"detail": detail}) if evidence.p_value is not None else evidence
+    )
 
 
 COMPARISONS: dict[str, Comparison] = {

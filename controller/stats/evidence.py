@@ -1,10 +1,17 @@
-"""What a guardrail concluded at one look, and the verdict over all guardrails."""
+"""What a guardrail concluded at one look, and the verdict over all guardrails.
+
+This is the one schema of evidence in Shelf: the statistics engine returns it, the reconciler
+stores it (``Report.model_dump(mode="json")``), the API serves it (its OpenAPI schema shows
+these fields), and the CLI table, the quickstart and the HTML report read it back with
+``Report.model_validate``. One name per quantity: ``effect`` and its confidence sequence
+``[ci_low, ci_high]``."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Verdict = Literal["harm", "no_harm_within_margin", "continue"]
 HARM: Verdict = "harm"
@@ -16,14 +23,7 @@ CONTINUE: Verdict = "continue"
 Worse = Literal["higher", "lower", "shift"]
 
 
-def _finite(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(BaseModel):
     """One guardrail's anytime-valid evidence.
 
     ``p_value`` is the always-valid p-value for harm (``None`` before there is enough data to
@@ -31,57 +31,39 @@ class Evidence:
     champion in the metric's units; for shift metrics the total-variation distance) that covers
     the truth at every look simultaneously with probability ``1 - alpha``. ``alpha`` is this
     guardrail's share of the family-wise error rate. ``detail`` says in words what was compared
-    or what is still missing.
+    or what is still missing. Non-finite numbers are stored as ``None`` (JSON has no infinity).
     """
 
-    metric: str
+    model_config = ConfigDict(frozen=True)
+
+    metric: str = Field(description="Guardrail metric, e.g. error_rate")
     verdict: Verdict
-    p_value: float | None
-    ci_low: float | None
-    ci_high: float | None
-    effect: float | None
-    margin: float
+    p_value: float | None = Field(description="Anytime-valid p-value for harm")
+    effect: float | None = Field(description="Challenger minus champion, in the metric's units")
+    ci_low: float | None = Field(description="Lower end of the confidence sequence for effect")
+    ci_high: float | None = Field(description="Upper end of the confidence sequence for effect")
+    margin: float = Field(description="Non-inferiority margin, in the effect's units")
+    worse: Worse = Field(default="higher", description="Which direction of effect is harm")
     n_champion: int
     n_challenger: int
-    alpha: float
-    worse: Worse = "higher"
+    alpha: float = Field(description="This guardrail's share of the family-wise error rate")
     detail: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-safe (infinities and NaN become ``None``). ``estimate``/``lower``/``upper``
-        repeat ``effect``/``ci_low``/``ci_high`` under the names the CLI table reads."""
-        effect, low, high = _finite(self.effect), _finite(self.ci_low), _finite(self.ci_high)
-        return {
-            "metric": self.metric,
-            "verdict": self.verdict,
-            "p_value": _finite(self.p_value),
-            "effect": effect,
-            "ci_low": low,
-            "ci_high": high,
-            "estimate": effect,
-            "lower": low,
-            "upper": high,
-            "margin": _finite(self.margin),
-            "worse": self.worse,
-            "n_champion": self.n_champion,
-            "n_challenger": self.n_challenger,
-            "alpha": _finite(self.alpha),
-            "detail": self.detail,
-        }
+    @field_validator("p_value", "effect", "ci_low", "ci_high", mode="after")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(BaseModel):
     """The verdict over all guardrails: ``harm`` if any guardrail shows harm,
     ``no_harm_within_margin`` if all do, else ``continue``. ``reason`` is one line for humans."""
 
-    verdict: Verdict
-    evidence: tuple[Evidence, ...]
-    reason: str
+    model_config = ConfigDict(frozen=True)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "guardrails": [e.to_json() for e in self.evidence],
-        }
+    verdict: Verdict
+    reason: str
+    guardrails: tuple[Evidence, ...]
+
+    def guardrail(self, metric: str) -> Evidence | None:
+        return next((e for e in self.guardrails if e.metric == metric), None)

@@ -1,9 +1,7 @@
-"""Guardrails: which metrics judge a rollout, their margins, and the verdict over all of them.
+"""Guardrails: which metrics judge a rollout, with which margins and tuning.
 
-Each guardrail runs an anytime-valid sequential test (:mod:`controller.stats.comparisons`) at
-its Bonferroni share ``alpha / len(guardrails)`` of the family-wise error rate, so the chance
-that *any* guardrail ever raises a false harm alarm, however often the reconciler looks, is at
-most ``alpha`` (and likewise for a false non-inferiority claim).
+What each guardrail compares is in :mod:`controller.stats.comparisons`; how their verdicts
+combine is in :mod:`controller.stats.evaluation`.
 """
 
 from __future__ import annotations
@@ -13,19 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.stats.comparisons import COMPARISONS
-from controller.stats.evidence import CONTINUE, HARM, NO_HARM, Evidence, Report, Verdict, Worse
-from controller.stats.sufficient import ArmStats
+from controller.stats.evidence import Worse
 
-__all__ = [
-    "DEFAULT_GUARDRAILS",
-    "GUARDRAIL_METRICS",
-    "Evidence",
-    "Guardrail",
-    "Report",
-    "evaluate",
-    "parse_guardrails",
-]
+__all__ = ["DEFAULT_GUARDRAILS", "GUARDRAIL_METRICS", "Guardrail", "parse_guardrails"]
 
 
 @dataclass(frozen=True)
@@ -163,47 +151,3 @@ def parse_guardrails(
     if stray:
         raise ValueError(f"options given for guardrail {stray[0]!r}, which is not in the list")
     return tuple(_guardrail(name, options.get(name, {})) for name in chosen)
-
-
-def evaluate(
-    guardrails: Sequence[Guardrail], champion: ArmStats, challenger: ArmStats, alpha: float
-) -> Report:
-    """Every guardrail's evidence at its share ``alpha / len(guardrails)``, and the overall
-    verdict: ``harm`` if any guardrail shows harm, ``no_harm_within_margin`` if all do, else
-    ``continue``. No guardrails means ``DEFAULT_GUARDRAILS``."""
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
-    chosen = tuple(guardrails) or parse_guardrails(())
-    share = alpha / len(chosen)
-    evidence = tuple(COMPARISONS[g.metric](g, champion, challenger, share) for g in chosen)
-    harmful = [e for e in evidence if e.verdict == HARM]
-    verdict: Verdict
-    if harmful:
-        verdict, reason = HARM, "; ".join(_harm_reason(e) for e in harmful)
-    elif all(e.verdict == NO_HARM for e in evidence):
-        verdict = NO_HARM
-        reason = "all guardrails within margin: " + "; ".join(_bound(e) for e in evidence)
-    else:
-        verdict = CONTINUE
-        reason = "waiting on " + "; ".join(
-            f"{e.metric} ({_bound(e, named=False) if e.p_value is not None else e.detail})"
-            for e in evidence
-            if e.verdict == CONTINUE
-        )
-    return Report(verdict=verdict, evidence=evidence, reason=reason)
-
-
-def _harm_reason(e: Evidence) -> str:
-    what = "distribution changed" if e.worse == "shift" else "challenger worse"
-    name = "TV" if e.worse == "shift" else "effect"
-    return (
-        f"{e.metric}: {what}, p={e.p_value:.3g}, {name} {e.effect:+.4g} "
-        f"(CS [{e.ci_low:.4g}, {e.ci_high:.4g}], {e.detail})"
-    )
-
-
-def _bound(e: Evidence, named: bool = True) -> str:
-    name = f"{e.metric} " if named else ""
-    if e.worse == "lower":
-        return f"{name}lower bound {e.ci_low:.4g} vs margin -{e.margin:.4g}"
-    return f"{name}upper bound {e.ci_high:.4g} vs margin {e.margin:.4g}"

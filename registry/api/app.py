@@ -1,34 +1,47 @@
-"""The HTTP API: the registry's routes plus the controller's rollout and webhook routes.
+"""The registry's HTTP app: its routes, error handling and process context.
 
-This module is the one place where the registry's API and the controller's meet: the CLI and
-the roles serve this one application."""
+The registry contributes this app; the composition root (``shelf.app``) adds the controller's
+routes and metrics to it. Nothing here knows about rollouts."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from prometheus_client import make_asgi_app
+from fastapi import APIRouter, FastAPI
 
 from registry import __version__
-from registry.api import blobs, health, models
+from registry.api import aliases, blobs, events, health, versions
 from registry.api.deps import AppContext
 from registry.api.errors import install_error_handlers
 from registry.auth import Authenticator
 from registry.config import Settings
 from registry.db.session import Database
 from registry.storage.base import ArtifactStore
+from registry.storage.factory import open_store
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    blobs.router,
+    versions.router,
+    aliases.router,
+    events.router,
+)
 
 
-def create_app(
-    settings: Settings, database: Database | None = None, store: ArtifactStore | None = None
+def create_registry_app(
+    settings: Settings,
+    database: Database | None = None,
+    store: ArtifactStore | None = None,
+    *,
+    routers: tuple[APIRouter, ...] = ROUTERS,
+    title: str = "Shelf",
+    openapi: bool = True,
 ) -> FastAPI:
-    from controller.api import rollouts, webhooks
-    from registry.storage.factory import open_store
-
+    """An app serving ``routers`` (default: the registry's) over one database and store."""
     app = FastAPI(
-        title="Shelf",
+        title=title,
         version=__version__,
         description="Versioned, content-addressed model registry with canary/shadow rollouts "
         "judged by anytime-valid sequential tests.",
+        openapi_url="/openapi.json" if openapi else None,
     )
     app.state.shelf = AppContext(
         settings=settings,
@@ -37,27 +50,6 @@ def create_app(
         authenticator=Authenticator(settings.all_tokens()),
     )
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(blobs.router)
-    app.include_router(models.router)
-    app.include_router(rollouts.router)
-    app.include_router(webhooks.router)
-    app.mount("/metrics", make_asgi_app())
-    return app
-
-
-def create_health_app(settings: Settings, database: Database) -> FastAPI:
-    """Probes and metrics only: what the reconciler role serves."""
-    from registry.storage.factory import open_store
-
-    app = FastAPI(title="Shelf reconciler", version=__version__, openapi_url=None)
-    app.state.shelf = AppContext(
-        settings=settings,
-        database=database,
-        store=open_store(settings),
-        authenticator=Authenticator(settings.all_tokens()),
-    )
-    install_error_handlers(app)
-    app.include_router(health.router)
-    app.mount("/metrics", make_asgi_app())
+    for router in routers:
+        app.include_router(router)
     return app

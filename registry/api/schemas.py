@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from registry.db.models import Alias, AuditEvent, Model, ModelVersion, VersionFile
+from registry.db.tables import Alias, AuditEvent, Model, ModelVersion, VersionFile
 
 DIGEST_PATTERN = r"^[0-9a-f]{64}$"
 

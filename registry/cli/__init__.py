@@ -1,1 +1,2 @@
-"""The `shelf` command line."""
+"""The registry's commands for the `shelf` command line (`commands.py`), with the context
+and output helpers every command uses."""

@@ -6,11 +6,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.db.base import utcnow
-from registry.db.models import Alias, AuditEvent, Model, ModelVersion
+from registry.db.tables import Alias, AuditEvent, Model, ModelVersion
 from registry.errors import InvalidInput, NotFound
 from registry.names import Reference, check_alias
 from registry.services import audit
-from registry.services.models import get_model
+from registry.services.lookup import get_model
 from registry.services.versions import resolve
 
 

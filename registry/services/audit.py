@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.db.models import AuditEvent, Model
+from registry.db.tables import AuditEvent, Model
 
 
 def record(

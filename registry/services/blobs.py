@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from registry.db.models import Blob
+from registry.db.tables import Blob
 from registry.errors import IntegrityError
 
 

@@ -12,12 +12,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from registry.db.models import Alias, Model, ModelVersion, VersionFile
+from registry.db.tables import Alias, Model, ModelVersion, VersionFile
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.names import Reference, check_manifest_path, check_tags
 from registry.services import audit
 from registry.services.blobs import known_sizes
-from registry.services.models import get_model, get_or_create_model
+from registry.services.lookup import get_model, get_or_create_model
 from registry.storage.base import DIGEST_RE
 
 STATUSES = ("ready", "archived")

@@ -47,7 +47,7 @@ def test_pending_starts_at_the_first_step_or_shadow() -> None:
     start = decide(PLAN, at("pending"), "continue", "", 0, T0)
     assert (start.kind, start.weight_bp) == ("set_step", 500)
     shadow = first_action(RolloutPlan(strategy="shadow"))
-    assert shadow.kind == "start_shadow" and shadow.mirror
+    assert shadow.kind == "start_shadow" and shadow.kind.target_state == "shadowing"
     assert first_action(RolloutPlan(strategy="blue-green")).weight_bp == 10_000
 
 

@@ -14,17 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.config import Settings
+from controller.config import ControllerSettings
 from tests.conftest import free_port
 
 SHELF_BIN = Path(sys.executable).with_name("shelf")
 
 
 def shelf_command() -> list[str]:
-    return [str(SHELF_BIN)] if SHELF_BIN.exists() else [sys.executable, "-m", "registry.cli.main"]
+    return [str(SHELF_BIN)] if SHELF_BIN.exists() else [sys.executable, "-m", "shelf"]
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: ControllerSettings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHELF_")}
     env.update(
         SHELF_HOME=str(settings.home),
@@ -43,7 +43,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class ShelfServer:
-    settings: Settings
+    settings: ControllerSettings
     url: str
     gateway_url: str
     env: dict[str, str]
@@ -108,7 +108,7 @@ class ShelfServer:
             self.process.wait()
 
 
-def make_server(settings: Settings, tmp_path: Path, **extra_env: str) -> ShelfServer:
+def make_server(settings: ControllerSettings, tmp_path: Path, **extra_env: str) -> ShelfServer:
     return ShelfServer(
         settings=settings,
         url=f"http://127.0.0.1:{free_port()}",
@@ -120,7 +120,7 @@ def make_server(settings: Settings, tmp_path: Path, **extra_env: str) -> ShelfSe
 
 
 @pytest.fixture
-def shelf_server(backend_settings: Settings, tmp_path: Path) -> Iterator[ShelfServer]:
+def shelf_server(backend_settings: ControllerSettings, tmp_path: Path) -> Iterator[ShelfServer]:
     server = make_server(backend_settings, tmp_path)
     server.start()
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.demo.processes import Process, start_model_server
+from shelf.demo.processes import Process, start_model_server
 from tests.e2e.conftest import ShelfServer
 
 FAST_LOOP = {

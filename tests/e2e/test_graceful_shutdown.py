@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.config import Settings
+from controller.config import ControllerSettings
 from tests.e2e.conftest import settings_env, shelf_command
 from tests.e2e.roles import start_role
 from tests.e2e.rollout_helpers import (
@@ -32,7 +32,11 @@ BODY = {"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [7]}
 def test_gateway_drains_and_flushes_on_sigterm(model_servers: ModelServers, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    env = {**settings_env(Settings(home=home)), **FAST_LOOP, "SHELF_GATEWAY_FLUSH_INTERVAL_S": "30"}
+    env = {
+        **settings_env(ControllerSettings(home=home)),
+        **FAST_LOOP,
+        "SHELF_GATEWAY_FLUSH_INTERVAL_S": "30",
+    }
     subprocess.run([*shelf_command(), "db", "upgrade"], env=env, check=True, capture_output=True)
     api = start_role("api", "api", env, tmp_path)
     gateway = start_role("gateway", "gateway", env, tmp_path)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.demo.traffic import Traffic
-from registry.config import Settings
+from controller.config import ControllerSettings
+from shelf.demo.traffic import Traffic
 from tests.e2e.conftest import settings_env, shelf_command
 from tests.e2e.roles import start_role
 from tests.e2e.rollout_helpers import (
@@ -31,7 +31,7 @@ def test_killed_reconciler_resumes_the_same_rollout(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    env = {**settings_env(Settings(home=home)), **FAST_LOOP}
+    env = {**settings_env(ControllerSettings(home=home)), **FAST_LOOP}
     subprocess.run([*shelf_command(), "db", "upgrade"], env=env, check=True, capture_output=True)
     api = start_role("api", "api", env, tmp_path)
     gateway = start_role("gateway", "gateway", env, tmp_path)

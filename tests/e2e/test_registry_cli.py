@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from registry.config import Settings
+from controller.config import ControllerSettings
 from registry.storage.base import blob_key
 from tests.e2e.conftest import ShelfServer, make_server
 from tests.registry.api_helpers import sha
@@ -116,7 +116,7 @@ def test_unreachable_server_is_exit_10(shelf_server: ShelfServer) -> None:
     assert result.returncode == 10 and "cannot reach" in result.stderr
 
 
-def _corrupt(settings: Settings, digest: str) -> None:
+def _corrupt(settings: ControllerSettings, digest: str) -> None:
     uri = settings.resolved_artifact_uri
     if uri.startswith("file://"):
         path = Path(uri.removeprefix("file://")) / blob_key(digest)
@@ -147,7 +147,7 @@ def test_corruption_in_the_store_fails_the_download_loudly(
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_tokens_gate_the_cli(backend_settings: Settings, tmp_path: Path) -> None:
+def test_tokens_gate_the_cli(backend_settings: ControllerSettings, tmp_path: Path) -> None:
     tokens = [
         {"name": "ci", "role": "publish", "token": "p" * 32},
         {"name": "oncall", "role": "deploy", "token": "d" * 32},

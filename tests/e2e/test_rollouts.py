@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.demo.traffic import Traffic
+from controller.config import ControllerSettings
 from registry.cli import exit_codes
-from registry.config import Settings
+from shelf.demo.traffic import Traffic
 from tests.e2e.conftest import ShelfServer, make_server
 from tests.e2e.rollout_helpers import (
     FAST_LOOP,
@@ -34,7 +34,7 @@ CHAMPION = Behaviour(error_rate=0.0, latency_ms=4.0, accuracy=0.9)
 def server(tmp_path: Path) -> ShelfServer:
     home = tmp_path / "home"
     home.mkdir()
-    server = make_server(Settings(home=home), tmp_path, **FAST_LOOP)
+    server = make_server(ControllerSettings(home=home), tmp_path, **FAST_LOOP)
     server.start()
     try:
         yield server  # type: ignore[misc]

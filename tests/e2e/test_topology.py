@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.demo.traffic import Traffic
+from controller.config import ControllerSettings
 from registry.cli import exit_codes
-from registry.config import Settings
+from shelf.demo.traffic import Traffic
 from tests.e2e.conftest import settings_env, shelf_command
 from tests.e2e.roles import Role, leaders, start_role
 from tests.e2e.rollout_helpers import (
@@ -78,7 +78,7 @@ def cluster(
 ) -> Iterator[Cluster]:
     home = tmp_path / "home"
     home.mkdir()
-    settings = Settings(
+    settings = ControllerSettings(
         home=home,
         database_url=postgres_url,
         artifact_uri=f"s3://{s3_bucket}/shelf",

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.api.app import create_app
 from registry.config import Settings
+from shelf.app import create_app
 from tests.registry.api_helpers import register, sha, upload
 
 

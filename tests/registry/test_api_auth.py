@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.api.app import create_app
 from registry.config import Settings, TokenSpec
-from registry.db import migrate
+from shelf import migrate
+from shelf.app import create_app
 from tests.registry.api_helpers import register, sha
 
 TOKENS = {role: f"{role}-token-{'x' * 20}" for role in ("read", "publish", "deploy", "admin")}

@@ -4,12 +4,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from registry.config import Settings
+from controller.config import ControllerSettings
 from registry.db.session import Database
 
 
 @pytest.fixture
-def database(backend_settings: Settings) -> Iterator[Database]:
+def database(backend_settings: ControllerSettings) -> Iterator[Database]:
     db = Database(backend_settings.resolved_database_url)
     yield db
     db.dispose()

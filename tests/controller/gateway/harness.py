@@ -15,16 +15,16 @@ import httpx
 import uvicorn
 from sqlalchemy import select
 
-from controller.demo.model_server import ModelServer, ServerConfig
+from controller.config import ControllerSettings
 from controller.gateway.app import GatewayApp, create_gateway_app
-from controller.models import Rollout
 from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts.transitions import notify_gateways
-from registry.config import Settings
+from controller.tables import Rollout
 from registry.db.base import utcnow
-from registry.db.models import Model, ModelVersion
 from registry.db.session import Database
+from registry.db.tables import Model, ModelVersion
 from registry.services import aliases
+from shelf.demo.model_server import ModelServer, ServerConfig
 from tests.conftest import free_port
 from tests.controller.factories import add_version
 
@@ -96,7 +96,7 @@ class Gateway:
         raise AssertionError(f"routing table never matched: {self.routes()}")
 
 
-def gateway_settings(settings: Settings, **overrides: Any) -> Settings:
+def gateway_settings(settings: ControllerSettings, **overrides: Any) -> ControllerSettings:
     values: dict[str, Any] = {
         "secret_key": "test-secret-key-0123456789",
         "gateway_flush_interval_s": 0.2,
@@ -108,7 +108,7 @@ def gateway_settings(settings: Settings, **overrides: Any) -> Settings:
 
 
 @contextmanager
-def running_gateway(settings: Settings, database: Database) -> Iterator[Gateway]:
+def running_gateway(settings: ControllerSettings, database: Database) -> Iterator[Gateway]:
     app = create_gateway_app(settings, database)
     assert isinstance(app, GatewayApp)
     server = ServerThread(app).start()

@@ -9,10 +9,10 @@ import time
 import httpx
 import pytest
 
-from controller.demo.model_server import true_label
+from controller.config import ControllerSettings
 from controller.gateway.request_id import RequestIdSigner
-from registry.config import Settings
 from registry.db.session import Database
+from shelf.demo.model_server import true_label
 from tests.conftest import free_port
 from tests.controller.gateway.harness import (
     fire,
@@ -39,7 +39,7 @@ def metric(text: str, name: str, *labels: str) -> float:
 
 
 def test_unknown_model_large_body_unreachable_and_slow_upstreams(
-    backend_settings: Settings, database: Database
+    backend_settings: ControllerSettings, database: Database
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     with model_server(version_name="slow", latency_ms=800, latency_jitter=0.0) as slow:
@@ -91,7 +91,7 @@ def test_unknown_model_large_body_unreachable_and_slow_upstreams(
 
 
 def test_shadow_copies_never_answer_nor_slow_the_champion(
-    backend_settings: Settings, database: Database
+    backend_settings: ControllerSettings, database: Database
 ) -> None:
     with (
         model_server(version_name="v1", latency_ms=0) as fast,
@@ -140,7 +140,7 @@ def test_shadow_copies_never_answer_nor_slow_the_champion(
 
 
 def test_feedback_lands_in_the_arm_that_answered(
-    backend_settings: Settings, database: Database
+    backend_settings: ControllerSettings, database: Database
 ) -> None:
     with (
         model_server(version_name="v1", accuracy=0.9) as one,

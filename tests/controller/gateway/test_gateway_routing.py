@@ -8,7 +8,7 @@ import math
 import httpx
 import pytest
 
-from registry.config import Settings
+from controller.config import ControllerSettings
 from registry.db.session import Database
 from tests.controller.gateway.harness import (
     consume,
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_split_proportion_stickiness_and_exactly_once_statistics(
-    backend_settings: Settings, database: Database
+    backend_settings: ControllerSettings, database: Database
 ) -> None:
     with model_server(version_name="v1") as one, model_server(version_name="v2") as two:
         champion, challenger = register(database, "fraud", one.url, two.url)
@@ -94,7 +94,7 @@ def test_split_proportion_stickiness_and_exactly_once_statistics(
 
 
 def test_weight_changes_reach_the_gateway_within_a_second(
-    backend_settings: Settings, database: Database
+    backend_settings: ControllerSettings, database: Database
 ) -> None:
     with model_server(version_name="v1") as one, model_server(version_name="v2") as two:
         champion, challenger = register(database, "churn", one.url, two.url)
@@ -120,7 +120,7 @@ def test_weight_changes_reach_the_gateway_within_a_second(
 
 
 def test_proxies_method_path_query_headers_and_body(
-    backend_settings: Settings, database: Database
+    backend_settings: ControllerSettings, database: Database
 ) -> None:
     with model_server(version_name="v1") as one:
         register(database, "echo", one.url)

@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from controller.config import ControllerSettings
 from controller.gateway.prediction import PredictionParser, parse_oip
 from controller.gateway.recorder import Recorder
 from controller.gateway.request_id import InvalidRequestId, RequestIdSigner
 from controller.gateway.secret import gateway_secret
 from controller.gateway.split import BUCKETS, bucket, goes_to_challenger
-from controller.models import ArmStatsDelta
 from controller.stats.sufficient import ArmStats
-from registry.config import Settings
+from controller.tables import ArmStatsDelta
 from registry.db.session import Database
 from tests.controller.gateway.harness import register, start_rollout
 
@@ -80,11 +80,11 @@ def test_request_ids_reject_other_keys_and_garbage() -> None:
 
 
 def test_secret_key_file_is_created_once_with_0600(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home")
+    settings = ControllerSettings(home=tmp_path / "home")
     first = gateway_secret(settings)
     assert gateway_secret(settings) == first
     assert (tmp_path / "home" / "secret_key").stat().st_mode & 0o777 == 0o600
-    assert gateway_secret(Settings(home=tmp_path, secret_key="shared")) == b"shared"
+    assert gateway_secret(ControllerSettings(home=tmp_path, secret_key="shared")) == b"shared"
 
 
 def oip(*outputs: dict[str, object]) -> dict[str, object]:
@@ -118,7 +118,7 @@ def test_dotted_paths_and_non_json() -> None:
 
 
 def test_a_failed_flush_keeps_its_rows_and_the_retry_counts_them_once(tmp_path: Path) -> None:
-    from registry.db import migrate
+    from shelf import migrate
 
     url = f"sqlite:///{tmp_path / 'shelf.db'}"
     migrate.upgrade(url)

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from controller.models import ArmStatsDelta, Rollout
+from controller.config import ControllerSettings
 from controller.plans import RolloutPlan
 from controller.reconciler.leader import LeaderLock
 from controller.reconciler.totals import consume_deltas
 from controller.rollouts import service
 from controller.stats.sufficient import ArmStats
-from registry.config import Settings
+from controller.tables import ArmStatsDelta, Rollout
 from registry.db.session import Database
 from tests.controller.factories import model_with_versions
 
 
 @pytest.fixture
-def database(backend_settings: Settings) -> Iterator[Database]:
+def database(backend_settings: ControllerSettings) -> Iterator[Database]:
     db = Database(backend_settings.resolved_database_url)
     yield db
     db.dispose()

@@ -7,21 +7,21 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
-from controller.models import Rollout, Webhook, WebhookDelivery
+from controller.config import ControllerSettings
 from controller.plans import RolloutPlan
 from controller.rollouts import service
-from registry.config import Settings
-from registry.db.models import AuditEvent
+from controller.tables import Rollout, Webhook, WebhookDelivery
 from registry.db.session import Database
+from registry.db.tables import AuditEvent
 from registry.errors import Conflict, InvalidInput, NotFound
-from registry.services.models import get_model
+from registry.services.lookup import get_model
 from tests.controller.factories import add_version, model_with_versions
 
 PLAN = RolloutPlan(steps=(10, 100), min_samples=10, min_step_duration_s=0)
 
 
 @pytest.fixture
-def database(backend_settings: Settings) -> Iterator[Database]:
+def database(backend_settings: ControllerSettings) -> Iterator[Database]:
     db = Database(backend_settings.resolved_database_url)
     yield db
     db.dispose()

@@ -16,6 +16,7 @@ from controller.stats import (
     ArmStats,
     Evidence,
     Guardrail,
+    Report,
     evaluate,
     parse_guardrails,
 )
@@ -52,7 +53,7 @@ def one(metric: str, a: ArmStats, b: ArmStats, **options: Any) -> Evidence:
     report = evaluate(
         parse_guardrails([metric], {metric: options} if options else None), a, b, ALPHA
     )
-    return report.evidence[0]
+    return report.guardrails[0]
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def test_too_little_data_says_continue() -> None:
     small_a, small_b = simulated_arm(7, 50), simulated_arm(8, 50, error_rate=0.5)
     report = evaluate(parse_guardrails([]), small_a, small_b, ALPHA)
     assert report.verdict == "continue"
-    assert all(e.p_value is None and e.verdict == "continue" for e in report.evidence)
+    assert all(e.p_value is None and e.verdict == "continue" for e in report.guardrails)
     assert "error_rate (need 100 requests per arm, have 50/50)" in report.reason
 
 
@@ -198,17 +199,30 @@ def test_report_combines_verdicts_and_splits_alpha(champion: ArmStats) -> None:
     report = evaluate(parse_guardrails([]), champion, worse, ALPHA)
     assert report.verdict == "harm"
     assert report.reason.startswith("error_rate: challenger worse, p=")
-    assert [e.alpha for e in report.evidence] == pytest.approx([ALPHA / 3] * 3)
+    assert [e.alpha for e in report.guardrails] == pytest.approx([ALPHA / 3] * 3)
 
 
 def test_json_is_strict_json(champion: ArmStats, twin: ArmStats) -> None:
     report = evaluate(parse_guardrails(list(GUARDRAIL_METRICS)), champion, twin, ALPHA)
-    data = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    data = json.loads(json.dumps(report.model_dump(mode="json"), allow_nan=False))
     assert data["verdict"] == report.verdict
     assert [g["metric"] for g in data["guardrails"]] == list(GUARDRAIL_METRICS)
-    odd = Evidence("latency", "continue", math.nan, -math.inf, math.inf, None, 0.1, 0, 0, 0.05)
-    assert json.dumps(odd.to_json(), allow_nan=False)
-    assert odd.to_json()["ci_high"] is None and odd.to_json()["p_value"] is None
+    assert Report.model_validate(data) == report
+    odd = Evidence(
+        metric="latency",
+        verdict="continue",
+        p_value=math.nan,
+        effect=-math.inf,
+        ci_low=math.inf,
+        ci_high=None,
+        margin=0.1,
+        n_champion=0,
+        n_challenger=0,
+        alpha=0.05,
+    )
+    dumped = odd.model_dump(mode="json")
+    assert json.dumps(dumped, allow_nan=False)
+    assert dumped["ci_low"] is None and dumped["p_value"] is None and dumped["effect"] is None
 
 
 def test_default_evaluation_takes_under_a_millisecond(champion: ArmStats, twin: ArmStats) -> None:

@@ -35,7 +35,7 @@ def test_false_alarms_stay_below_alpha_under_continuous_monitoring() -> None:
             a.errors, b.errors = int(errors[0, k]), int(errors[1, k])
             report = evaluate(guardrails, a, b, ALPHA)
             alarmed |= report.verdict == "harm"
-            missed |= any(_excludes_zero(e) for e in report.evidence)
+            missed |= any(_excludes_zero(e) for e in report.guardrails)
             pooled = (a.errors + b.errors) / (2 * n)
             if pooled > 0:
                 z = (b.errors - a.errors) / n / math.sqrt(pooled * (1 - pooled) * 2 / n)

@@ -1,4 +1,6 @@
-"""Sending queued webhook deliveries: JSON, HMAC-SHA256 signed, retried with backoff."""
+"""The webhook outbox: deliveries are queued in the transaction of the change they announce
+(so no announcement is lost to a crash, and none is sent for a change that rolled back), then
+sent by the reconciler as JSON, HMAC-SHA256 signed, retried with backoff."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ import hashlib
 import hmac
 import logging
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from controller.models import Webhook, WebhookDelivery
+from controller.tables import Webhook, WebhookDelivery
 from registry.db.base import utcnow
 
 log = logging.getLogger("shelf.webhooks")
@@ -24,6 +27,19 @@ SIGNATURE_HEADER = "X-Shelf-Signature"
 def sign(secret: str, body: bytes) -> str:
     """``sha256=<hex>`` of HMAC-SHA256(secret, body), as GitHub-style receivers expect."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def queue(session: Session, model_id: int | None, event: str, payload: dict[str, Any]) -> int:
+    """Adds a delivery for every webhook of the model and every model-wide one; returns how
+    many. Sent only once the caller's transaction commits."""
+    hooks = session.scalars(
+        select(Webhook).where(or_(Webhook.model_id == model_id, Webhook.model_id.is_(None)))
+    )
+    count = 0
+    for hook in hooks:
+        session.add(WebhookDelivery(webhook_id=hook.id, event=event, payload=payload))
+        count += 1
+    return count
 
 
 def backoff_s(attempts: int) -> float:

@@ -8,10 +8,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from controller.vocabulary import RolloutState
 from registry.db.base import Base, JSONType, UTCDateTime, utcnow
-
-ACTIVE_STATES = ("pending", "shadowing", "canary", "paused")
-FINAL_STATES = ("promoted", "rolled_back", "aborted")
 
 
 class Rollout(Base):
@@ -26,7 +24,7 @@ class Rollout(Base):
     champion_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     challenger_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     strategy: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=RolloutState.pending.value)
     resume_state: Mapped[str | None] = mapped_column(String(16))
     step_index: Mapped[int] = mapped_column(Integer, default=0)
     challenger_weight_bp: Mapped[int] = mapped_column(Integer, default=0)
@@ -79,7 +77,8 @@ class FeedbackReceipt(Base):
 
 class RolloutObservation(Base):
     """What the reconciler saw at one look: weights, sample sizes and each guardrail's evidence
-    (the time series behind `shelf rollout status` and the quickstart report)."""
+    (the time series behind `shelf rollout status` and the quickstart report). ``evidence`` is a
+    :class:`controller.stats.Report` as JSON."""
 
     __tablename__ = "rollout_observations"
 

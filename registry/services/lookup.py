@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from registry.db.models import Model
+from registry.db.tables import Model
 from registry.errors import NotFound
 from registry.names import check_model_name
 from registry.services import audit

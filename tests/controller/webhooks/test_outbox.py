@@ -14,11 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from controller.models import Webhook, WebhookDelivery
+from controller.config import ControllerSettings
 from controller.plans import RolloutPlan
-from controller.reconciler.webhooks import MAX_ATTEMPTS, deliver_due
 from controller.rollouts import service
-from registry.config import Settings
+from controller.tables import Webhook, WebhookDelivery
+from controller.webhooks.outbox import MAX_ATTEMPTS, deliver_due
 from registry.db.base import utcnow
 from registry.db.session import Database
 from tests.controller.factories import model_with_versions
@@ -64,7 +64,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def database(backend_settings: Settings) -> Iterator[Database]:
+def database(backend_settings: ControllerSettings) -> Iterator[Database]:
     db = Database(backend_settings.resolved_database_url)
     yield db
     db.dispose()

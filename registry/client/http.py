@@ -1,11 +1,12 @@
-"""A small HTTP client for the Shelf API; turns error responses back into ShelfErrors."""
+"""The connection to a Shelf API: bearer token, timeouts, and error responses turned back into
+the same :class:`~registry.errors.ShelfError` subclasses the server raised."""
 
 from __future__ import annotations
 
 import getpass
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -55,9 +56,13 @@ def _actor() -> str:
         return "anonymous"
 
 
-class ShelfClient:
+class Connection:
+    """One HTTP connection pool to a Shelf API (``SHELF_URL``), authenticated by
+    ``SHELF_TOKEN``. Every method raises a ``ShelfError`` on an error response and
+    :class:`Unreachable` when the server cannot be reached."""
+
     def __init__(self, settings: ClientSettings) -> None:
-        headers = {"X-Shelf-Actor": _actor(), "User-Agent": "shelf-cli"}
+        headers = {"X-Shelf-Actor": _actor(), "User-Agent": "shelf-client"}
         if settings.token:
             headers["Authorization"] = f"Bearer {settings.token}"
         self.base_url = settings.url.rstrip("/")
@@ -69,6 +74,12 @@ class ShelfClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

@@ -1,5 +1,7 @@
-"""Entry point of `shelf`: one place that turns every failure into a one-line error and an
-exit code (see registry/cli/exit_codes.py), never a traceback."""
+"""The ``shelf`` command: the registry's and the controller's command groups, the process
+roles, migrations and the quickstart under one root, and the one place that turns every
+failure into a one-line error and an exit code (see registry/cli/exit_codes.py), never a
+traceback."""
 
 from __future__ import annotations
 
@@ -8,18 +10,16 @@ import sys
 import click
 import pydantic
 
+from controller.cli.commands import controller
 from registry import __version__
-from registry.cli import (
-    demo_commands,
-    exit_codes,
-    registry_commands,
-    rollout_commands,
-    server_commands,
-)
-from registry.cli.client import ShelfClient, Unreachable
+from registry.cli import exit_codes
+from registry.cli.commands import registry
+from registry.cli.context import CLIContext
 from registry.cli.output import err_console
+from registry.client.http import Connection, Unreachable
 from registry.config import ClientSettings
 from registry.errors import ShelfError
+from shelf.commands import COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,23 +33,21 @@ from registry.errors import ShelfError
 def cli(ctx: click.Context, url: str | None, token: str | None, no_progress: bool) -> None:
     """Shelf: model registry and canary/shadow rollout controller."""
     overrides = {k: v for k, v in {"url": url, "token": token}.items() if v}
-    clients: list[ShelfClient] = []
+    opened: list[Connection] = []
 
-    def client() -> ShelfClient:
-        if not clients:
-            settings = ClientSettings().model_copy(update=overrides)
-            clients.append(ShelfClient(settings))
-            ctx.call_on_close(clients[0].close)
-        return clients[0]
+    def connect() -> Connection:
+        if not opened:
+            opened.append(Connection(ClientSettings().model_copy(update=overrides)))
+            ctx.call_on_close(opened[0].close)
+        return opened[0]
 
-    ctx.obj = {"client": client, "progress": not no_progress and sys.stderr.isatty()}
+    ctx.obj = CLIContext(connect=connect, progress=not no_progress and sys.stderr.isatty())
 
 
 for command in (
-    registry_commands.COMMANDS
-    + rollout_commands.COMMANDS
-    + server_commands.COMMANDS
-    + demo_commands.COMMANDS
+    *registry.commands.values(),
+    *controller.commands.values(),
+    *COMMANDS,
 ):
     cli.add_command(command)
 

@@ -1,7 +1,7 @@
 """Synthetic live traffic for demos, end-to-end tests and benchmarks: concurrent OIP v2
 inference requests through the gateway, and delayed ground-truth feedback for a share of them.
 
-The demo model servers (``controller.demo.model_server``) treat ``int(first input) % 3`` as an
+The demo model servers (``shelf.demo.model_server``) treat ``int(first input) % 3`` as an
 input's true class, so the labels sent back here are the truth the servers are judged by."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A small Open Inference Protocol v2 model server with dials for failure, latency and drift.
 
-Run: ``python -m controller.demo.model_server --port 9001 --error-rate 0.0 --latency-ms 5
+Run: ``python -m shelf.demo.model_server --port 9001 --error-rate 0.0 --latency-ms 5
 --latency-jitter 0.3 --class-bias 0.0 --accuracy 0.9 --version-name v1``.
 
 Every input has a deterministic *true label*: ``int(abs(x0)) % 3`` of its first number ``x0``

@@ -1,26 +1,25 @@
-"""Registry commands: register, versions, show, download, update, alias, history, models."""
+"""The registry's commands: register, versions, show, download, update, alias, history, models.
+
+Each is a thin layer over :class:`registry.client.RegistryClient`; ``registry`` groups them
+for the ``shelf`` command."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import click
 
 from registry.cli import output
-from registry.cli.client import ShelfClient
+from registry.cli.context import connection_of, progress_of
 from registry.cli.output import human_size, print_json, short_time, table
-from registry.cli.transfer import collect, download_version, upload_files
+from registry.client.registry import RegistryClient
 from registry.errors import InvalidInput
-from registry.names import Reference, check_alias, check_model_name
-
-_GIT_REF = re.compile(r"@([0-9a-f]{7,40})$")
+from registry.names import Reference
 
 
-def client_of(ctx: click.Context) -> ShelfClient:
-    client: ShelfClient = ctx.obj["client"]()
-    return client
+def client_of(ctx: click.Context) -> RegistryClient:
+    return RegistryClient(connection_of(ctx))
 
 
 def parse_tags(values: tuple[str, ...]) -> dict[str, str]:
@@ -96,38 +95,32 @@ def register(
     """Register PATH (a file or a directory) as the next version of model NAME."""
     import json
 
-    check_model_name(name)
-    start, end = parse_window(data_window)
-    if git_commit is None and source_uri and (match := _GIT_REF.search(source_uri)):
-        git_commit = match.group(1)
     profile = None
     if profile_path is not None:
         try:
             profile = json.loads(profile_path.read_text())
         except ValueError as exc:
             raise InvalidInput(f"{profile_path}: not valid JSON ({exc})") from None
-    show = ctx.obj["progress"] and not as_json
-    client = client_of(ctx)
-    files, sent = upload_files(client, collect(path), show)
-    body = {
-        "files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files],
-        "description": description,
-        "tags": parse_tags(tags),
-        "source_uri": source_uri,
-        "git_commit": git_commit,
-        "run_id": run_id,
-        "data_window_start": start,
-        "data_window_end": end,
-        "serving_url": serving_url,
-        "reference_profile": profile,
-    }
-    version = client.post(f"/v1/models/{name}/versions", body)
+    version = client_of(ctx).register(
+        name,
+        path,
+        description=description,
+        tags=parse_tags(tags),
+        source_uri=source_uri,
+        git_commit=git_commit,
+        run_id=run_id,
+        data_window=parse_window(data_window),
+        serving_url=serving_url,
+        reference_profile=profile,
+        progress=progress_of(ctx) and not as_json,
+    )
+    sent = version.pop("uploaded_bytes")
     if as_json:
         print_json(version)
         return
-    total = sum(f.size for f in files)
+    total = version["total_size"]
     output.console.print(
-        f"registered [bold]{name}@{version['version']}[/bold]: {len(files)} file(s), "
+        f"registered [bold]{name}@{version['version']}[/bold]: {version['file_count']} file(s), "
         f"{human_size(total)} ({human_size(sent)} uploaded, "
         f"{human_size(total - sent)} already stored)"
     )
@@ -151,13 +144,9 @@ def versions(
     as_json: bool,
 ) -> None:
     """List the versions of NAME, newest first."""
-    check_model_name(name)
-    params: dict[str, Any] = {"limit": limit, "tag": list(tags)}
-    if page_token:
-        params["page_token"] = page_token
-    if status:
-        params["status"] = status
-    page = client_of(ctx).get(f"/v1/models/{name}/versions", params=params)
+    page = client_of(ctx).versions(
+        name, limit=limit, page_token=page_token, tags=parse_tags(tags), status=status
+    )
     if as_json:
         print_json(page)
         return
@@ -176,8 +165,7 @@ def versions(
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show a version: NAME@3, NAME@champion or NAME (latest)."""
-    parsed = Reference.parse(ref)
-    version = client_of(ctx).get(f"/v1/models/{parsed.model}/versions/{parsed.selector}")
+    version = client_of(ctx).version(ref)
     if as_json:
         print_json(version)
         return
@@ -224,14 +212,9 @@ def download(ctx: click.Context, ref: str, out_dir: Path, as_json: bool) -> None
     """Download a version bit-exact; every file's size and sha256 are verified."""
     parsed = Reference.parse(ref)
     client = client_of(ctx)
-    version = client.get(f"/v1/models/{parsed.model}/versions/{parsed.selector}")
-    written = download_version(
-        client,
-        parsed.model,
-        version["version"],
-        version["files"],
-        out_dir,
-        ctx.obj["progress"] and not as_json,
+    version = client.version(ref)
+    written = client.download(
+        f"{parsed.model}@{version['version']}", out_dir, progress_of(ctx) and not as_json
     )
     if as_json:
         print_json(
@@ -266,21 +249,17 @@ def update(
     as_json: bool,
 ) -> None:
     """Change a version's tags, description or status (nothing else ever changes)."""
-    parsed = Reference.parse(ref)
-    client = client_of(ctx)
-    number = client.get(f"/v1/models/{parsed.model}/versions/{parsed.selector}")["version"]
-    body: dict[str, Any] = {"remove_tags": list(untags)}
-    if description is not None:
-        body["description"] = description
-    if status is not None:
-        body["status"] = status
-    if tags:
-        body["tags"] = parse_tags(tags)
-    version = client.patch(f"/v1/models/{parsed.model}/versions/{number}", body)
+    version = client_of(ctx).update(
+        ref,
+        description=description,
+        status=status,
+        tags=parse_tags(tags),
+        remove_tags=untags,
+    )
     if as_json:
         print_json(version)
     else:
-        output.console.print(f"updated {parsed.model}@{number}")
+        output.console.print(f"updated {version['model']}@{version['version']}")
 
 
 @click.group()
@@ -299,11 +278,7 @@ def alias_set(
     ctx: click.Context, name: str, alias_name: str, version: int, reason: str, as_json: bool
 ) -> None:
     """Point ALIAS of model NAME at VERSION."""
-    check_model_name(name)
-    check_alias(alias_name)
-    result = client_of(ctx).put(
-        f"/v1/models/{name}/aliases/{alias_name}", {"version": version, "reason": reason}
-    )
+    result = client_of(ctx).set_alias(name, alias_name, version, reason)
     if as_json:
         print_json(result)
     else:
@@ -315,8 +290,7 @@ def alias_set(
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def alias_list(ctx: click.Context, name: str, as_json: bool) -> None:
-    check_model_name(name)
-    rows = client_of(ctx).get(f"/v1/models/{name}/aliases")
+    rows = client_of(ctx).aliases(name)
     if as_json:
         print_json(rows)
         return
@@ -331,8 +305,7 @@ def alias_list(ctx: click.Context, name: str, as_json: bool) -> None:
 @click.argument("alias_name", metavar="ALIAS")
 @click.pass_context
 def alias_delete(ctx: click.Context, name: str, alias_name: str) -> None:
-    check_model_name(name)
-    client_of(ctx).delete(f"/v1/models/{name}/aliases/{alias_name}")
+    client_of(ctx).delete_alias(name, alias_name)
     output.console.print(f"deleted {name}@{alias_name}")
 
 
@@ -371,11 +344,7 @@ def history(
     as_json: bool,
 ) -> None:
     """The audit trail of NAME: registrations, alias moves, rollouts; who and when."""
-    check_model_name(name)
-    params: dict[str, Any] = {"limit": limit, "kind": list(kinds)}
-    if page_token:
-        params["page_token"] = page_token
-    page = client_of(ctx).get(f"/v1/models/{name}/events", params=params)
+    page = client_of(ctx).history(name, limit=limit, page_token=page_token, kinds=kinds)
     if as_json:
         print_json(page)
         return
@@ -396,7 +365,7 @@ def history(
 @click.pass_context
 def models(ctx: click.Context, as_json: bool) -> None:
     """List registered models."""
-    page = client_of(ctx).get("/v1/models", params={"limit": 500})
+    page = client_of(ctx).models()
     if as_json:
         print_json(page)
         return
@@ -414,4 +383,8 @@ def models(ctx: click.Context, as_json: bool) -> None:
     )
 
 
-COMMANDS = [register, versions, show, download, update, alias, history, models]
+registry = click.Group(
+    "registry",
+    commands=[register, versions, show, download, update, alias, history, models],
+    help="The registry's commands.",
+)

@@ -23,7 +23,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from registry.cli.client import ShelfClient
+from registry.client.http import Connection
 from registry.errors import IntegrityError, InvalidInput
 from registry.names import check_manifest_path
 from registry.storage.base import hash_while
@@ -146,7 +146,7 @@ def _file_digest(source: Path) -> str:
 
 
 def _send_while_hashing(
-    client: ShelfClient, path: str, source: Path, advance: Callable[[int], object]
+    client: Connection, path: str, source: Path, advance: Callable[[int], object]
 ) -> tuple[LocalFile, int]:
     """Sends a big file while another thread hashes it; the digest follows the content. As soon
     as the digest is known the registry is asked whether it already holds the content, and if
@@ -191,7 +191,7 @@ def _send_while_hashing(
 
 
 def upload_files(
-    client: ShelfClient, files: list[tuple[str, Path]], show_progress: bool
+    client: Connection, files: list[tuple[str, Path]], show_progress: bool
 ) -> tuple[list[LocalFile], int]:
     """Hashes ``files`` and uploads what the registry lacks; returns them and the bytes sent.
     Small files are hashed first and checked in one request; big ones are sent while hashed."""
@@ -213,7 +213,7 @@ def upload_files(
     return [hashed[path] for path, _ in files], sent
 
 
-def upload_missing(client: ShelfClient, files: list[LocalFile], show_progress: bool) -> int:
+def upload_missing(client: Connection, files: list[LocalFile], show_progress: bool) -> int:
     """Uploads the blobs the registry lacks; returns the bytes sent."""
     digests = sorted({f.digest for f in files})
     missing = set(client.post("/v1/blobs/missing", {"digests": digests})["missing"])
@@ -234,7 +234,7 @@ def upload_missing(client: ShelfClient, files: list[LocalFile], show_progress: b
 
 
 def download_version(
-    client: ShelfClient,
+    client: Connection,
     model: str,
     version: int,
     files: list[dict[str, object]],

@@ -1,4 +1,4 @@
-"""Models, versions, aliases, audit events and file downloads."""
+"""Models and their versions: register, list, read, update, download files."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.api.deps import AppContext, caller, context, requires
+from registry.api.paging import PAGE_MAX, page_token_value
 from registry.api.schemas import (
-    AliasOut,
-    AliasSet,
-    EventOut,
-    EventPage,
     ModelOut,
     ModelPage,
     VersionCreate,
@@ -24,15 +21,13 @@ from registry.api.schemas import (
 )
 from registry.auth import Principal
 from registry.config import Role
-from registry.db.models import Alias, Model, ModelVersion
+from registry.db.tables import Model, ModelVersion
 from registry.errors import InvalidInput, NotFound
 from registry.names import Reference, check_manifest_path
-from registry.services import aliases, audit, versions
-from registry.services.models import get_model, list_models
+from registry.services import aliases, versions
+from registry.services.lookup import get_model, list_models
 
 router = APIRouter(prefix="/v1", tags=["models"])
-
-PAGE_MAX = 500
 
 
 def _aliases_by_version(session: Session, model: Model) -> dict[int, list[str]]:
@@ -50,14 +45,6 @@ def _version_out(session: Session, row: ModelVersion, with_files: bool = False) 
 
 def _reference(name: str, ref: str) -> Reference:
     return Reference.parse(f"{name}@{ref}")
-
-
-def _token_int(token: str | None) -> int | None:
-    if token is None:
-        return None
-    if not token.isdigit():
-        raise InvalidInput(f"invalid page token {token!r}")
-    return int(token)
 
 
 def _model_out(session: Session, model: Model) -> ModelOut:
@@ -142,7 +129,7 @@ def get_versions(
         tags[key] = value
     with ctx.database.session() as session:
         rows, total = versions.list_versions(
-            session, name, limit + 1, _token_int(page_token), tags, status
+            session, name, limit + 1, page_token_value(page_token), tags, status
         )
         by_version = _aliases_by_version(session, get_model(session, name))
         items = [VersionOut.of(r, by_version.get(r.id, [])) for r in rows[:limit]]
@@ -210,74 +197,4 @@ def download_file(
             "X-Shelf-Digest": f"sha256:{digest}",
             "X-Shelf-Version": str(number),
         },
-    )
-
-
-@router.get("/models/{name}/aliases", response_model=list[AliasOut])
-def get_aliases(
-    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
-) -> list[AliasOut]:
-    with ctx.database.session() as session:
-        model = get_model(session, name)
-        return [AliasOut.of(model, a) for a in aliases.list_aliases(session, model)]
-
-
-@router.put("/models/{name}/aliases/{alias}", response_model=AliasOut)
-def put_alias(
-    name: str,
-    alias: str,
-    body: AliasSet,
-    ctx: AppContext = Depends(context),
-    who: Principal = Depends(requires(Role.deploy)),
-) -> AliasOut:
-    with ctx.database.session() as session:
-        row: Alias = aliases.set_alias(session, name, alias, body.version, who.name, body.reason)
-        return AliasOut.of(get_model(session, name), row)
-
-
-@router.delete("/models/{name}/aliases/{alias}", status_code=204)
-def delete_alias(
-    name: str,
-    alias: str,
-    ctx: AppContext = Depends(context),
-    who: Principal = Depends(requires(Role.deploy)),
-) -> None:
-    with ctx.database.session() as session:
-        aliases.delete_alias(session, name, alias, who.name)
-
-
-@router.get("/models/{name}/events", response_model=EventPage)
-def get_model_events(
-    name: str,
-    limit: int = Query(100, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
-    kind: list[str] = Query(default=[]),
-    ctx: AppContext = Depends(context),
-    _: Principal = Depends(caller),
-) -> EventPage:
-    with ctx.database.session() as session:
-        model = get_model(session, name)
-        rows = audit.list_events(session, model, limit + 1, _token_int(page_token), kind)
-        items = [EventOut.of(r, model.name) for r in rows[:limit]]
-    return EventPage(
-        items=items, next_page_token=str(rows[limit - 1].id) if len(rows) > limit else None
-    )
-
-
-@router.get("/events", response_model=EventPage)
-def get_events(
-    limit: int = Query(100, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
-    kind: list[str] = Query(default=[]),
-    ctx: AppContext = Depends(context),
-    _: Principal = Depends(caller),
-) -> EventPage:
-    with ctx.database.session() as session:
-        rows = audit.list_events(session, None, limit + 1, _token_int(page_token), kind)
-        names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
-        items = [
-            EventOut.of(r, names.get(r.model_id) if r.model_id else None) for r in rows[:limit]
-        ]
-    return EventPage(
-        items=items, next_page_token=str(rows[limit - 1].id) if len(rows) > limit else None
     )

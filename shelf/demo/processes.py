@@ -70,10 +70,10 @@ def start_model_server(
     accuracy: float = 0.9,
     class_bias: float = 0.0,
 ) -> Process:
-    """An example OIP v2 model server (``controller.demo.model_server``) on a free port."""
+    """An example OIP v2 model server (``shelf.demo.model_server``) on a free port."""
     port = free_port()
     args = [
-        sys.executable, "-m", "controller.demo.model_server",
+        sys.executable, "-m", "shelf.demo.model_server",
         "--port", str(port),
         "--error-rate", str(error_rate),
         "--latency-ms", str(latency_ms),
@@ -99,7 +99,7 @@ def start_shelf_server(home: Path, extra_env: dict[str, str] | None = None) -> t
         SHELF_RECONCILER_PORT=str(reconciler_port),
         **(extra_env or {}),
     )
-    args = [sys.executable, "-m", "registry.cli.main", "server"]
+    args = [sys.executable, "-m", "shelf", "server"]
     popen = spawn("shelf-server", args, env, home / "logs")
     url = f"http://127.0.0.1:{port}"
     gateway = f"http://127.0.0.1:{gateway_port}"

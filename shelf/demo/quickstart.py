@@ -12,14 +12,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from controller.demo.processes import Process, start_model_server, start_shelf_server
-from controller.demo.traffic import Traffic
+from controller.api.schemas import RolloutOut
 from controller.report import RolloutHistory, render_html
-from registry.cli.client import ShelfClient
-from registry.cli.transfer import collect, hash_files, upload_missing
-from registry.config import ClientSettings
+from controller.vocabulary import Arm
+from shelf.client import Client
+from shelf.demo.processes import Process, start_model_server, start_shelf_server
+from shelf.demo.traffic import Traffic
 
 MODEL = "fraud"
 GUARDRAILS = ("error_rate", "latency", "accuracy")
@@ -41,78 +40,71 @@ VERSIONS = (
 )
 
 
-def register(client: ShelfClient, home: Path, number: int, spec: DemoVersion, url: str) -> None:
+def register(client: Client, home: Path, number: int, spec: DemoVersion, url: str) -> None:
     folder = home / "models" / spec.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.json").write_text(
         json.dumps({"weights": [number, spec.accuracy], "classes": ["0", "1", "2"]})
     )
     (folder / "README.txt").write_text(f"Example model {spec.name}: {spec.description}\n")
-    files = hash_files(collect(folder), show_progress=False)
-    upload_missing(client, files, show_progress=False)
-    client.post(
-        f"/v1/models/{MODEL}/versions",
-        {
-            "files": [{"path": f.path, "size": f.size, "digest": f.digest} for f in files],
-            "description": spec.description,
-            "source_uri": "examples/model_server.py",
-            "serving_url": url,
-            "tags": {"demo": spec.name},
-            "data_window_start": "2026-01-01",
-            "data_window_end": "2026-06-30",
-        },
+    client.register(
+        MODEL,
+        folder,
+        description=spec.description,
+        source_uri="examples/model_server.py",
+        serving_url=url,
+        tags={"demo": spec.name},
+        data_window=("2026-01-01", "2026-06-30"),
     )
 
 
 def run_rollout(
-    client: ShelfClient, challenger: int, say: Callable[[str], None], timeout_s: float
-) -> dict[str, Any]:
-    rollout = client.post(
-        f"/v1/models/{MODEL}/rollouts",
-        {
-            "challenger": challenger,
-            "strategy": "canary",
-            "steps": [10, 50, 100],
-            "min_samples": 300,
-            "min_step_duration_s": 3,
-            "max_duration_s": timeout_s,
-            "on_timeout": "rollback",
-            "guardrails": list(GUARDRAILS),
-            # Two accuracy points of tolerance: the default (one) needs more labels than a
-            # one-minute demo collects.
-            "guardrail_options": {"accuracy": {"margin": 0.02}},
-        },
+    client: Client, challenger: int, say: Callable[[str], None], timeout_s: float
+) -> RolloutOut:
+    rollout = client.start_rollout(
+        MODEL,
+        challenger,
+        strategy="canary",
+        steps=[10, 50, 100],
+        min_samples=300,
+        min_step_duration_s=3,
+        max_duration_s=timeout_s,
+        on_timeout="rollback",
+        guardrails=GUARDRAILS,
+        # Two accuracy points of tolerance: the default (one) needs more labels than a
+        # one-minute demo collects.
+        guardrail_options={"accuracy": {"margin": 0.02}},
     )
     say(
-        f"rollout {rollout['id']}: canary of v{challenger} against champion "
-        f"v{rollout['champion_version']}, steps 10% → 50% → 100%"
+        f"rollout {rollout.id}: canary of v{challenger} against champion "
+        f"v{rollout.champion_version}, steps 10% → 50% → 100%"
     )
-    last = None
-    while rollout["state"] not in ("promoted", "rolled_back", "aborted"):
-        time.sleep(1.0)
-        rollout = client.get(f"/v1/rollouts/{rollout['id']}")
-        line = _progress(rollout)
-        if line != last:
+    shown: list[str] = []
+
+    def progress(current: RolloutOut) -> None:
+        line = _progress(current)
+        if not shown or line != shown[-1]:
             say(line)
-            last = line
-    say(f"rollout {rollout['id']}: {rollout['state']} — {rollout['reason']}")
+            shown.append(line)
+
+    rollout = client.wait(rollout.id, on_progress=progress)
+    say(f"rollout {rollout.id}: {rollout.state} — {rollout.reason}")
     return rollout
 
 
-def _progress(r: dict[str, Any]) -> str:
-    arms = r["arms"]
-    evidence = r.get("evidence") or {}
-    guardrails = evidence.get("guardrails", []) if isinstance(evidence, dict) else evidence
-    verdicts = ", ".join(f"{e['metric']} {e['verdict']}" for e in guardrails)
+def _progress(r: RolloutOut) -> str:
+    champion, challenger = r.arms[Arm.champion], r.arms[Arm.challenger]
+    guardrails = r.evidence.guardrails if r.evidence is not None else ()
+    verdicts = ", ".join(f"{e.metric} {e.verdict}" for e in guardrails)
     return (
-        f"  {r['state']:<9} challenger {r['challenger_weight_bp'] / 100:>5g}%  "
-        f"requests {arms['champion']['requests']:>6}/{arms['challenger']['requests']:<6} "
-        f"errors {arms['champion']['error_rate']:.3f}/{arms['challenger']['error_rate']:.3f}  "
+        f"  {r.state:<9} challenger {r.challenger_weight_bp / 100:>5g}%  "
+        f"requests {champion.requests:>6}/{challenger.requests:<6} "
+        f"errors {champion.error_rate:.3f}/{challenger.error_rate:.3f}  "
         f"{verdicts}"
     )
 
 
-def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list[dict[str, Any]]:
+def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list[RolloutOut]:
     """The story; returns the two finished rollouts. ``home`` is a fresh SHELF_HOME."""
     home.mkdir(parents=True, exist_ok=True)
     processes: list[Process] = []
@@ -136,20 +128,18 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list
                     accuracy=spec.accuracy,
                 )
             )
-        client = ShelfClient(ClientSettings(url=server.url, timeout_s=30))
+        client = Client(server.url, timeout_s=30)
         for number, (spec, process) in enumerate(zip(VERSIONS, processes[1:], strict=True), 1):
             register(client, home, number, spec, process.url)
             say(f"registered {MODEL}@{number} ({spec.description}) serving at {process.url}")
-        client.put(f"/v1/models/{MODEL}/aliases/champion", {"version": 1})
+        client.set_alias(MODEL, Arm.champion, 1)
         say(f"{MODEL}@champion -> v1; live traffic through the gateway at {gateway}")
         finished = []
         with Traffic(gateway, MODEL, concurrency=8, label_fraction=0.5, label_delay_s=0.5):
             time.sleep(1.0)
             for challenger in (2, 3):
                 finished.append(run_rollout(client, challenger, say, timeout_s))
-        histories = [
-            RolloutHistory(r, client.get(f"/v1/rollouts/{r['id']}/observations")) for r in finished
-        ]
+        histories = [RolloutHistory(r, client.observations(r.id)) for r in finished]
         report = home / "report.html"
         report.write_text(render_html(histories, title="Shelf quickstart"))
         say(f"report: {report}")

@@ -1,0 +1,7 @@
+"""The controller's routes, in the order the API mounts them."""
+
+from fastapi import APIRouter
+
+from controller.api import rollouts, webhooks
+
+ROUTERS: tuple[APIRouter, ...] = (rollouts.router, webhooks.router)

@@ -1,0 +1,1 @@
+"""The controller's commands for the `shelf` command line (see `commands.py`)."""

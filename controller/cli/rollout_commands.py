@@ -1,0 +1,370 @@
+"""Rollout commands: start (optionally as a CI gate with --wait), status, control, report,
+and the incident button ``shelf rollback``. Each is a thin layer over
+:class:`controller.client.RolloutClient`."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from controller.api.schemas import RolloutOut
+from controller.client import RolloutClient, RolloutTimeout
+from controller.report import RolloutHistory, render_html
+from controller.stats import Evidence
+from controller.vocabulary import ARMS, STRATEGIES, RolloutState, Strategy
+from registry.cli import exit_codes, output
+from registry.cli.context import connection_of
+from registry.cli.output import print_json, short_time, table
+from registry.errors import InvalidInput
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+OUTCOME_CODES = {
+    RolloutState.promoted: exit_codes.OK,
+    RolloutState.rolled_back: exit_codes.ROLLED_BACK,
+    RolloutState.aborted: exit_codes.ABORTED,
+}
+PROGRESS_EVERY_S = 10.0
+
+
+def client_of(ctx: click.Context) -> RolloutClient:
+    return RolloutClient(connection_of(ctx))
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``30s``, ``5m``, ``1.5h``, ``2d`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise InvalidInput(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_margins(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    options: dict[str, dict[str, float]] = {}
+    for item in items:
+        metric, _, value = item.partition("=")
+        try:
+            options[metric.strip()] = {"margin": float(value)}
+        except ValueError:
+            raise InvalidInput(
+                f"invalid margin {item!r}: use METRIC=VALUE, e.g. error_rate=0.01"
+            ) from None
+    return options
+
+
+def parse_steps(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput(f"invalid steps {text!r}: use percentages like 1,5,25,50,100") from None
+
+
+def _guardrails(r: RolloutOut) -> tuple[Evidence, ...]:
+    return r.evidence.guardrails if r.evidence is not None else ()
+
+
+def progress_line(r: RolloutOut) -> str:
+    champion, challenger = r.arms[ARMS[0]], r.arms[ARMS[1]]
+    step = f"step {r.step_index + 1}/{len(r.steps)}" if r.state == RolloutState.canary else r.state
+    verdicts = " ".join(f"{e.metric}={e.verdict}" for e in _guardrails(r))
+    return (
+        f"{r.model} rollout {r.id}: {step}, challenger {r.challenger_weight_bp / 100:g}%"
+        f"{' + mirror' if r.mirror else ''} | n={champion.requests}/{challenger.requests}"
+        f" err={champion.error_rate:.4f}/{challenger.error_rate:.4f} | {verdicts}"
+    )
+
+
+def wait_for_outcome(
+    client: RolloutClient, rollout_id: int, timeout_s: float, as_json: bool
+) -> int:
+    """Streams progress until the rollout ends; the exit code tells the outcome."""
+    shown: dict[str, Any] = {"key": None, "at": 0.0}
+
+    def show(rollout: RolloutOut) -> None:
+        key = (rollout.state, rollout.step_index, rollout.challenger_weight_bp)
+        now = time.monotonic()
+        if not as_json and (key != shown["key"] or now - shown["at"] >= PROGRESS_EVERY_S):
+            output.console.print(progress_line(rollout), highlight=False)
+            shown.update(key=key, at=now)
+
+    try:
+        rollout = client.wait(rollout_id, timeout_s, on_progress=show)
+    except RolloutTimeout as timeout:
+        output.err_console.print(
+            f"timed out after {timeout_s:g}s waiting; rollout {rollout_id} is still "
+            f"{timeout.rollout.state} (see 'shelf rollout status {timeout.rollout.model}')"
+        )
+        return exit_codes.TIMED_OUT
+    if as_json:
+        print_json(rollout.model_dump(mode="json"))
+    else:
+        output.console.print(
+            f"{rollout.model} rollout {rollout_id}: {rollout.state} ({rollout.reason})",
+            highlight=False,
+        )
+    return OUTCOME_CODES[RolloutState(rollout.state)]
+
+
+@click.group()
+def rollout() -> None:
+    """Canary, shadow and blue-green rollouts judged by sequential tests."""
+
+
+@rollout.command("start")
+@click.argument("name")
+@click.option("--challenger", type=int, required=True, help="Version to roll out")
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default=Strategy.canary.value,
+    show_default=True,
+)
+@click.option("--steps", help="Challenger traffic % per step [default 1,5,25,50,100]")
+@click.option(
+    "--min-samples",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Challenger requests per step before it may advance",
+)
+@click.option("--min-step-duration", default="5m", show_default=True)
+@click.option("--shadow-duration", help="Shadow phase length [default: --min-step-duration]")
+@click.option("--max-duration", default="6h", show_default=True, help="Then --on-timeout applies")
+@click.option(
+    "--on-timeout",
+    type=click.Choice(["rollback", "promote"]),
+    default="rollback",
+    show_default=True,
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="Family-wise false-alarm rate over all guardrails",
+)
+@click.option(
+    "--guardrail",
+    "guardrails",
+    multiple=True,
+    help="Metric to guard; repeatable [default: the standard set]",
+)
+@click.option(
+    "--margin",
+    "margins",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Non-inferiority margin of a guardrail, e.g. error_rate=0.01; repeatable",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Stream progress; exit 0 promoted, 3 rolled back, 4 aborted, 5 timed out",
+)
+@click.option(
+    "--timeout", "wait_timeout", default="7h", show_default=True, help="How long --wait waits"
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rollout_start(
+    ctx: click.Context,
+    name: str,
+    challenger: int,
+    strategy: str,
+    steps: str | None,
+    min_samples: int,
+    min_step_duration: str,
+    shadow_duration: str | None,
+    max_duration: str,
+    on_timeout: str,
+    alpha: float,
+    guardrails: tuple[str, ...],
+    margins: tuple[str, ...],
+    wait: bool,
+    wait_timeout: str,
+    as_json: bool,
+) -> int:
+    """Start rolling out version CHALLENGER of NAME against its champion."""
+    client = client_of(ctx)
+    created = client.start_rollout(
+        name,
+        challenger,
+        strategy=strategy,
+        steps=parse_steps(steps) if steps is not None else None,
+        min_samples=min_samples,
+        min_step_duration_s=parse_duration(min_step_duration),
+        shadow_duration_s=parse_duration(shadow_duration) if shadow_duration else None,
+        max_duration_s=parse_duration(max_duration),
+        on_timeout=on_timeout,
+        alpha=alpha,
+        guardrails=guardrails,
+        guardrail_options=parse_margins(margins),
+    )
+    if wait:
+        return wait_for_outcome(client, created.id, parse_duration(wait_timeout), as_json)
+    if as_json:
+        print_json(created.model_dump(mode="json"))
+    else:
+        output.console.print(
+            f"started rollout {created.id}: {name}@{created.challenger_version} vs "
+            f"champion {name}@{created.champion_version} ({strategy})"
+        )
+    return exit_codes.OK
+
+
+@rollout.command("status")
+@click.argument("name")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Stream progress until the rollout ends; exit code as for `start --wait`",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rollout_status(ctx: click.Context, name: str, watch: bool, as_json: bool) -> int:
+    """State, step, weights, per-arm counts and each guardrail's evidence."""
+    client = client_of(ctx)
+    current = client.rollout(name)
+    if watch:  # exits with the outcome's code, like `rollout start --wait`
+        return wait_for_outcome(client, current.id, float("inf"), as_json)
+    if as_json:
+        print_json(current.model_dump(mode="json"))
+        return exit_codes.OK
+    show_status(current)
+    return exit_codes.OK
+
+
+def show_status(r: RolloutOut) -> None:
+    output.console.print(
+        f"[bold]{r.model}[/bold] rollout {r.id}: {r.state}"
+        f" ({r.strategy}, champion v{r.champion_version} vs challenger "
+        f"v{r.challenger_version})\n"
+        f"  step {r.step_index + 1}/{len(r.steps) or 1}, challenger weight "
+        f"{r.challenger_weight_bp / 100:g}%{' + mirror' if r.mirror else ''}; "
+        f"started {short_time(r.created_at.isoformat())} by {r.created_by}\n  {r.reason}",
+        highlight=False,
+    )
+    arms = {arm: r.arms[arm].model_dump() for arm in ARMS}
+    keys = (
+        "requests",
+        "errors",
+        "error_rate",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "labels",
+        "accuracy",
+        "mean_reward",
+        "shadow_agreement",
+    )
+    table(["", *ARMS], [[key, *(arms[arm][key] for arm in ARMS)] for key in keys])
+    evidence = _guardrails(r)
+    if evidence:
+        table(
+            ["guardrail", "verdict", "p-value", "effect", "confidence sequence"],
+            [
+                [
+                    e.metric,
+                    e.verdict,
+                    _num(e.p_value),
+                    _num(e.effect),
+                    f"[{_num(e.ci_low)}, {_num(e.ci_high)}]",
+                ]
+                for e in evidence
+            ],
+        )
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _control(action: str) -> click.Command:
+    @click.command(action, help=f"{action.capitalize()} the active rollout of NAME.")
+    @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_context
+    def command(ctx: click.Context, name: str, as_json: bool) -> None:
+        result: RolloutOut = getattr(client_of(ctx), action)(name)
+        if as_json:
+            print_json(result.model_dump(mode="json"))
+        else:
+            output.console.print(f"{name} rollout {result.id}: {result.state}")
+
+    return command
+
+
+for _action in ("pause", "resume", "promote", "abort"):
+    rollout.add_command(_control(_action))
+
+
+@rollout.command("list")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rollout_list(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Past and current rollouts of NAME."""
+    rows = client_of(ctx).rollouts(name)
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in rows])
+        return
+    table(
+        ["id", "challenger", "champion", "strategy", "state", "started", "reason"],
+        [
+            [
+                r.id,
+                r.challenger_version,
+                r.champion_version,
+                r.strategy,
+                r.state,
+                short_time(r.created_at.isoformat()),
+                r.reason,
+            ]
+            for r in rows
+        ],
+    )
+
+
+@rollout.command("report")
+@click.argument("name")
+@click.option("--rollout", "rollout_id", type=int, help="One rollout [default: the latest]")
+@click.option("--last", default=1, show_default=True, help="How many recent rollouts")
+@click.option(
+    "-o", "--output", "target", type=click.Path(dir_okay=False, path_type=Path), required=True
+)
+@click.pass_context
+def rollout_report(
+    ctx: click.Context, name: str, rollout_id: int | None, last: int, target: Path
+) -> None:
+    """Write an HTML report: weights and each guardrail's evidence over time."""
+    client = client_of(ctx)
+    if rollout_id is not None:
+        rollouts = [client.rollout_by_id(rollout_id)]
+    else:
+        rollouts = list(reversed(client.rollouts(name)[: max(last, 1)]))
+    histories = [RolloutHistory(r, client.observations(r.id)) for r in rollouts]
+    target.write_text(render_html(histories, title=f"Shelf rollouts of {name}"))
+    output.console.print(f"report: {target.resolve()}", highlight=False)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--to", "to_version", type=int, help="Version to make champion")
+@click.option("--reason", default="", help="Recorded in the audit trail")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rollback(
+    ctx: click.Context, name: str, to_version: int | None, reason: str, as_json: bool
+) -> None:
+    """Incident button: end any rollout and send all traffic to the previous champion now."""
+    result = client_of(ctx).rollback(name, to_version, reason)
+    if as_json:
+        print_json(result)
+        return
+    ended = f" (ended rollout {result['ended_rollout_id']})" if result["ended_rollout_id"] else ""
+    output.console.print(
+        f"{name}: champion is now v{result['champion_version']}{ended}", highlight=False
+    )

@@ -1,0 +1,41 @@
+"""Settings of the controller's roles (gateway, reconciler), on top of the registry's.
+
+Loaded once, like the registry's, from the same ``SHELF_*`` environment variables: a
+``ControllerSettings`` *is* a registry ``Settings`` (the controller needs the database and the
+home folder too), so the composition root loads this one object and hands it to every role."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from registry.config import Settings
+
+
+class ControllerSettings(Settings):
+    """Everything ``shelf server`` and its roles read: the registry's settings plus these."""
+
+    secret_key: str | None = Field(
+        default=None, description="HMAC key for request ids and webhooks"
+    )
+    max_request_body_mb: int = Field(default=64, ge=1, description="Gateway: larger bodies get 413")
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=0, le=65535)
+    gateway_upstream_timeout_s: float = Field(default=10.0, gt=0)
+    gateway_max_connections: int = Field(default=512, ge=1)
+    gateway_shadow_concurrency: int = Field(default=32, ge=1)
+    gateway_shadow_queue: int = Field(default=1024, ge=0)
+    gateway_refresh_interval_s: float = Field(default=0.25, gt=0, description="Routing-table poll")
+    gateway_flush_interval_s: float = Field(default=1.0, gt=0, description="Statistics flush")
+    gateway_prediction_path: str | None = Field(
+        default=None, description="Dotted JSON path to the predicted class for non-OIP servers"
+    )
+    gateway_confidence_path: str | None = Field(
+        default=None, description="Dotted JSON path to the confidence for non-OIP servers"
+    )
+    feedback_ttl_hours: float = Field(default=72.0, gt=0)
+    replica_id: str | None = Field(default=None, description="Default: hostname-pid")
+
+    reconciler_host: str = "127.0.0.1"
+    reconciler_port: int = Field(default=8090, ge=0, le=65535)
+    reconciler_interval_s: float = Field(default=1.0, gt=0, description="Seconds between looks")

@@ -1,0 +1,2 @@
+"""Webhooks: the outbox that announces rollout changes (``outbox``) and what admins do to
+hooks (``service``)."""

@@ -1,0 +1,5 @@
+"""``python -m shelf`` runs the ``shelf`` command."""
+
+from shelf.cli import run
+
+run()

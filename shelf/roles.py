@@ -1,0 +1,119 @@
+"""The process roles: ``shelf server`` (all-in-one) and ``shelf api|gateway|reconciler``
+(production), each assembled here from both packages' parts."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from controller.config import ControllerSettings
+from controller.gateway.app import create_gateway_app
+from controller.reconciler.loop import Reconciler
+from registry.cli import output
+from registry.db.session import Database
+from registry.errors import InvalidInput
+from shelf import migrate
+from shelf.app import create_app, create_health_app
+from shelf.runner import Listener, run
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except OSError:
+            return False
+
+
+def check_open_mode(settings: ControllerSettings, *hosts: str) -> None:
+    """Without tokens the API is open, which is only acceptable where nobody else can reach it."""
+    if settings.all_tokens():
+        return
+    exposed = [h for h in hosts if not is_loopback(h)]
+    if exposed:
+        raise InvalidInput(
+            f"refusing to listen on {exposed[0]} without tokens: configure SHELF_TOKENS "
+            "(see README, 'Authentication') or bind 127.0.0.1"
+        )
+
+
+def prepare_database(settings: ControllerSettings) -> None:
+    """The embedded SQLite is upgraded in place; any other database must already be at head."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    if settings.is_embedded_sqlite:
+        migrate.upgrade(url)
+        return
+    head = migrate.head_revision()
+    current = migrate.current(url)
+    if current != head:
+        raise InvalidInput(
+            f"database schema is at {current or 'nothing'}, not {head}: run 'shelf db upgrade'"
+        )
+
+
+def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler: bool) -> None:
+    """Serve the chosen roles from this process until SIGINT/SIGTERM."""
+    if api:
+        check_open_mode(settings, settings.host)
+    prepare_database(settings)
+    database = Database(settings.resolved_database_url)
+    listeners: list[Listener] = []
+    jobs = []
+    if api:
+        listeners.append(
+            Listener("api", create_app(settings, database), settings.host, settings.port)
+        )
+    if gateway:
+        listeners.append(
+            Listener(
+                "gateway",
+                create_gateway_app(settings, database),
+                settings.gateway_host,
+                settings.gateway_port,
+            )
+        )
+    if reconciler:
+        jobs.append(Reconciler(settings, database).run)
+        if not api:
+            listeners.append(
+                Listener(
+                    "reconciler",
+                    create_health_app(settings, database),
+                    settings.reconciler_host,
+                    settings.reconciler_port,
+                )
+            )
+
+    def started() -> None:
+        mode = "open, loopback only" if not settings.all_tokens() else "tokens required"
+        for listener in listeners:
+            output.console.print(
+                f"Shelf {listener.name} on http://{listener.host}:{listener.port} ({mode})",
+                highlight=False,
+            )
+        if reconciler:
+            output.console.print("Shelf reconciler running", highlight=False)
+        output.console.print(
+            f"  database {redact(settings.resolved_database_url)}, "
+            f"artifacts {settings.resolved_artifact_uri}",
+            highlight=False,
+        )
+
+    try:
+        run(listeners, jobs, on_started=started)
+    finally:
+        database.dispose()
+
+
+def redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}"
+    return url

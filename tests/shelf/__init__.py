@@ -1,0 +1,1 @@
+"""The composition root's tests: migrations of both packages' tables, apps and CLI assembly."""

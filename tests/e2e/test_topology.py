@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from controller.config import ControllerSettings
@@ -103,6 +104,11 @@ def wait_for(predicate: object, timeout_s: float, what: str) -> float:
     raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
 
 
+def routes_rollout(gateway_url: str) -> bool:
+    routes = httpx.get(f"{gateway_url}/v1/routes", timeout=2).json()["models"]
+    return routes.get("fraud", {}).get("state") == "canary"
+
+
 def run_with_traffic(cluster: Cluster, seconds: float, **options: object) -> list[Traffic]:
     streams = cluster.traffic(**options)
     for stream in streams:
@@ -130,7 +136,9 @@ def test_one_api_two_gateways_two_reconcilers(
         "--min-samples", "100000000", "--min-step-duration", "1h",
     )  # fmt: skip
     wait_for(lambda: cluster.status()["state"] == "canary", 15, "the canary step")
-    time.sleep(0.5)
+    # Requests a gateway answers before its routing table holds the rollout are not the
+    # rollout's: start counting once every gateway routes it.
+    wait_for(lambda: all(routes_rollout(g.url) for g in cluster.gateways), 15, "both gateways")
     streams = run_with_traffic(cluster, 3.0, concurrency=3, label_fraction=0.0)
     served = sum(sum(s.stats.by_version.values()) for s in streams)
     assert served > 100

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from controller.api.schemas import RolloutOut
+from controller.cli import summary as ci_summary
 from controller.client import RolloutClient, RolloutTimeout
 from controller.report import RolloutHistory, render_html
 from controller.stats import Evidence
@@ -79,9 +80,14 @@ def progress_line(r: RolloutOut) -> str:
 
 
 def wait_for_outcome(
-    client: RolloutClient, rollout_id: int, timeout_s: float, as_json: bool
+    client: RolloutClient,
+    rollout_id: int,
+    timeout_s: float,
+    as_json: bool,
+    summary: Path | None = None,
 ) -> int:
-    """Streams progress until the rollout ends; the exit code tells the outcome."""
+    """Streams progress until the rollout ends; the exit code tells the outcome. With
+    ``summary``, the outcome and its evidence are appended to it as Markdown."""
     shown: dict[str, Any] = {"key": None, "at": 0.0}
 
     def show(rollout: RolloutOut) -> None:
@@ -94,11 +100,15 @@ def wait_for_outcome(
     try:
         rollout = client.wait(rollout_id, timeout_s, on_progress=show)
     except RolloutTimeout as timeout:
+        if summary is not None:
+            ci_summary.append(summary, timeout.rollout, timed_out=True)
         output.err_console.print(
             f"timed out after {timeout_s:g}s waiting; rollout {rollout_id} is still "
             f"{timeout.rollout.state} (see 'shelf rollout status {timeout.rollout.model}')"
         )
         return exit_codes.TIMED_OUT
+    if summary is not None:
+        ci_summary.append(summary, rollout)
     if as_json:
         print_json(rollout.model_dump(mode="json"))
     else:
@@ -168,6 +178,13 @@ def rollout() -> None:
 @click.option(
     "--timeout", "wait_timeout", default="7h", show_default=True, help="How long --wait waits"
 )
+@click.option(
+    "--summary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GITHUB_STEP_SUMMARY",
+    help="Append the outcome and its evidence as Markdown to this file when the wait ends "
+    "[default: $GITHUB_STEP_SUMMARY]",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def rollout_start(
@@ -186,6 +203,7 @@ def rollout_start(
     margins: tuple[str, ...],
     wait: bool,
     wait_timeout: str,
+    summary: Path | None,
     as_json: bool,
 ) -> int:
     """Start rolling out version CHALLENGER of NAME against its champion."""
@@ -205,7 +223,7 @@ def rollout_start(
         guardrail_options=parse_margins(margins),
     )
     if wait:
-        return wait_for_outcome(client, created.id, parse_duration(wait_timeout), as_json)
+        return wait_for_outcome(client, created.id, parse_duration(wait_timeout), as_json, summary)
     if as_json:
         print_json(created.model_dump(mode="json"))
     else:
@@ -223,14 +241,23 @@ def rollout_start(
     is_flag=True,
     help="Stream progress until the rollout ends; exit code as for `start --wait`",
 )
+@click.option(
+    "--summary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GITHUB_STEP_SUMMARY",
+    help="Append the outcome and its evidence as Markdown to this file when --watch ends "
+    "[default: $GITHUB_STEP_SUMMARY]",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def rollout_status(ctx: click.Context, name: str, watch: bool, as_json: bool) -> int:
+def rollout_status(
+    ctx: click.Context, name: str, watch: bool, summary: Path | None, as_json: bool
+) -> int:
     """State, step, weights, per-arm counts and each guardrail's evidence."""
     client = client_of(ctx)
     current = client.rollout(name)
     if watch:  # exits with the outcome's code, like `rollout start --wait`
-        return wait_for_outcome(client, current.id, float("inf"), as_json)
+        return wait_for_outcome(client, current.id, float("inf"), as_json, summary)
     if as_json:
         print_json(current.model_dump(mode="json"))
         return exit_codes.OK

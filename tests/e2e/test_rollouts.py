@@ -78,10 +78,20 @@ def test_equal_challenger_is_promoted_and_becomes_champion(
     server: ShelfServer, model_servers: ModelServers, tmp_path: Path
 ) -> None:
     register_versions(server, model_servers, tmp_path, CHAMPION, CHAMPION)
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
     with Traffic(server.gateway_url, "fraud", concurrency=6, label_fraction=0.3):
-        result = start_rollout(server, "--guardrail", "error_rate", "--guardrail", "latency")
+        result = start_rollout(
+            server, "--guardrail", "error_rate", "--guardrail", "latency", "--summary", str(summary)
+        )
     assert result.returncode == exit_codes.OK, result.stdout + result.stderr
     assert "promoted" in result.stdout
+    assert "\x1b" not in result.stdout + result.stderr  # no colour codes off a terminal
+    written = summary.read_text()
+    assert written.startswith("earlier step\n### Shelf rollout")  # appended, as CI expects
+    assert "v1 → v2: **promoted**" in written
+    assert "| error_rate | no_harm_within_margin |" in written
+    assert "| latency | no_harm_within_margin |" in written
     champion = json.loads(server.cli("show", "fraud@champion", "--json").stdout)
     assert champion["version"] == 2
     history = json.loads(server.cli("history", "fraud", "--json").stdout)["items"]
@@ -103,8 +113,14 @@ def test_wait_times_out_and_abort_exits_4(
     assert bad.returncode == exit_codes.ERROR and "not in the list" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1  # one line, no traceback
     # No traffic: the rollout cannot progress, so --wait gives up with its own exit code.
-    result = start_rollout(server, "--margin", "error_rate=0.02", timeout="2s")
+    step_summary = tmp_path / "step-summary.md"
+    result = server.cli(
+        "rollout", "start", "fraud", "--challenger", "2", "--margin", "error_rate=0.02",
+        "--wait", "--timeout", "2s",
+        check=False, env={"GITHUB_STEP_SUMMARY": str(step_summary)},
+    )  # fmt: skip
     assert result.returncode == exit_codes.TIMED_OUT, result.stdout + result.stderr
+    assert "(the job stopped waiting)" in step_summary.read_text()
     status = rollout_json(server)
     assert status["state"] == "canary"
     assert status["plan"]["guardrail_options"] == {"error_rate": {"margin": 0.02}}  # type: ignore[index]

@@ -13,6 +13,7 @@ import click
 from registry.cli import output
 from registry.cli.context import connection_of, progress_of
 from registry.cli.output import human_size, print_json, short_time, table
+from registry.client.mlflow import MlflowSource
 from registry.client.registry import RegistryClient
 from registry.errors import InvalidInput
 from registry.names import Reference
@@ -383,8 +384,67 @@ def models(ctx: click.Context, as_json: bool) -> None:
     )
 
 
+@click.group("import")
+def import_group() -> None:
+    """Register versions from other registries (MLflow)."""
+
+
+@import_group.command("mlflow")
+@click.argument("model_uri")
+@click.option("--name", help="Shelf model to register into [default: the MLflow model's name]")
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    required=True,
+    help="MLflow tracking server URL [MLFLOW_TRACKING_URI]",
+)
+@click.option("--mlflow-token", envvar="MLFLOW_TRACKING_TOKEN", help="[MLFLOW_TRACKING_TOKEN]")
+@click.option(
+    "--mlflow-username", envvar="MLFLOW_TRACKING_USERNAME", help="[MLFLOW_TRACKING_USERNAME]"
+)
+@click.option(
+    "--mlflow-password", envvar="MLFLOW_TRACKING_PASSWORD", help="[MLFLOW_TRACKING_PASSWORD]"
+)
+@click.option("--serving-url", help="Where a model server for this version answers")
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON")
+@click.pass_context
+def import_mlflow(
+    ctx: click.Context,
+    model_uri: str,
+    name: str | None,
+    tracking_uri: str,
+    mlflow_token: str | None,
+    mlflow_username: str | None,
+    mlflow_password: str | None,
+    serving_url: str | None,
+    as_json: bool,
+) -> None:
+    """Register MODEL_URI (models:/NAME/VERSION or models:/NAME@ALIAS) from MLflow: its
+    artifacts and its lineage (run id, source, parameters and metrics as tags)."""
+    source = MlflowSource(tracking_uri, mlflow_token, mlflow_username, mlflow_password)
+    try:
+        version = client_of(ctx).import_mlflow(
+            model_uri,
+            source,
+            name=name,
+            serving_url=serving_url,
+            progress=progress_of(ctx) and not as_json,
+        )
+    finally:
+        source.close()
+    sent = version.pop("uploaded_bytes")
+    if as_json:
+        print_json(version)
+        return
+    output.console.print(
+        f"imported {model_uri} as [bold]{version['model']}@{version['version']}[/bold]: "
+        f"{version['file_count']} file(s), {human_size(version['total_size'])} "
+        f"({human_size(sent)} uploaded), run {version['run_id'] or '-'}"
+    )
+
+
 registry = click.Group(
     "registry",
-    commands=[register, versions, show, download, update, alias, history, models],
+    commands=[register, versions, show, download, update, alias, history, models, import_group],
     help="The registry's commands.",
 )

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from registry.client.http import Connection
+from registry.client.mlflow import MlflowSource
 from registry.client.transfer import collect, download_version, upload_files
+from registry.errors import InvalidInput
 from registry.names import Reference, check_alias, check_model_name
 
 _GIT_REF = re.compile(r"@([0-9a-f]{7,40})$")
@@ -66,6 +68,40 @@ class RegistryClient:
         }
         version: dict[str, Any] = self.connection.post(f"/v1/models/{name}/versions", body)
         return {**version, "uploaded_bytes": sent}
+
+    def import_mlflow(
+        self,
+        model_uri: str,
+        source: MlflowSource,
+        *,
+        name: str | None = None,
+        serving_url: str | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Registers the MLflow model version ``model_uri`` (``models:/NAME/VERSION`` or
+        ``models:/NAME@ALIAS``) as the next version of ``name`` (default: the MLflow name):
+        its artifacts, content-addressed as usual, and its lineage (run id, source, git commit,
+        ``param.*`` and ``metric.*`` tags)."""
+        found = source.model_version(model_uri)
+        target = name or found.name
+        try:
+            check_model_name(target)
+        except InvalidInput:
+            raise InvalidInput(
+                f"MLflow model name {target!r} is not a valid Shelf model name: pass --name"
+            ) from None
+        with source.downloaded(found) as folder:
+            return self.register(
+                target,
+                folder,
+                description=found.description or f"imported from MLflow {model_uri}",
+                tags=found.tags(source.tracking_uri),
+                source_uri=found.source,
+                git_commit=found.git_commit,
+                run_id=found.run_id,
+                serving_url=serving_url,
+                progress=progress,
+            )
 
     def version(self, ref: str) -> dict[str, Any]:
         """One version with its files: ``NAME@3``, ``NAME@champion`` or ``NAME`` (latest)."""

@@ -1,14 +1,22 @@
-"""Gateway overhead: the same load straight at a model server and through the gateway.
+"""Gateway overhead: the same load straight at a model server, through the gateway, and
+through nginx as a reference reverse proxy doing the same weighted split.
 
-One run starts a trivial upstream (uvicorn, its own process, a fixed OIP v2 answer) and the
+One run starts a trivial upstream (uvicorn, its own process, a fixed OIP v2 answer), the
 gateway (its own process, on a temporary SQLite home with one model whose champion points at
-the upstream), then drives each with the same closed-loop load at concurrency 1, 16 and 64 for
-a fixed time. Load comes from ``wrk`` when it is on PATH, else from an async httpx client
-(which is itself slower than the gateway, so its figures understate the gateway's capacity).
-Reported: requests/s direct and through the gateway, their ratio, and the added p50/p99
-latency. Then shadow mode: champion p99 with a mirrored challenger vs without (ratio).
+the upstream) and, when ``nginx`` is on PATH, nginx (one worker, like the one gateway process)
+splitting by ``split_clients`` between two upstream groups that both reach the same upstream.
+``wrk`` (Debian/Ubuntu: ``apt-get install wrk``) drives each with the same closed-loop load at
+concurrency 1, 16 and 64 for a fixed time; a Python load generator would be slower than the
+gateway and measure itself. Every row checks that wrk was not the bottleneck (its CPU time per
+thread against the wall clock) and prints no ratio when it was.
 
-    python benchmarks/gateway.py [--quick] [--json] [--duration S] [--loadgen wrk|httpx]
+Reported per concurrency: requests/s direct, through the gateway and through nginx; ratios to
+direct; added p50/p99 latency; and CPU milliseconds per request of each proxy's process tree
+(from /proc), with the gateway's ratio to nginx's. A second upstream that spends about 2 ms of
+CPU per request (like a small model) gets the same rows. Then shadow mode: champion p99 with a
+mirrored challenger vs without (ratio).
+
+    python benchmarks/gateway.py [--quick] [--json] [--duration S] [--concurrency 1 16 64]
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ ANSWER = (
     b'{"name":"probabilities","datatype":"FP32","shape":[1,3],"data":[0.1,0.8,0.1]}]}'
 )
 PATH = "/v2/models/bench/infer"
+HEAVY_PATH = "/v2/models/heavy/infer"
+CANARY_BP = 1000  # the share nginx's split_clients and the gateway's canary send to the challenger
+HEAVY_CPU_MS = 2.0
 LOG = open(os.devnull, "w")  # noqa: SIM115  # replaced by a file in the temporary home
 
 
@@ -50,20 +61,34 @@ def free_port() -> int:
 # -- the processes under test ---------------------------------------------------------------
 
 
+UPSTREAM_CPU_S = 0.0  # set by --serve-upstream-cpu-ms in the upstream's own process
+
+
+def _spin(seconds: float) -> None:
+    """Burns ``seconds`` of CPU, as a small model's forward pass would."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 async def trivial_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     more = True
     while more:
         more = (await receive()).get("more_body", False)
+    if UPSTREAM_CPU_S:
+        _spin(UPSTREAM_CPU_S)
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(ANSWER))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": ANSWER})
 
 
-def serve_upstream(port: int) -> None:
+def serve_upstream(port: int, cpu_ms: float = 0.0) -> None:
     import uvicorn
 
+    global UPSTREAM_CPU_S
+    UPSTREAM_CPU_S = cpu_ms / 1000.0
     uvicorn.run(
         trivial_upstream,
         host="127.0.0.1",
@@ -88,8 +113,9 @@ def serve_gateway(port: int) -> None:
     run([Listener("gateway", create_gateway_app(settings, database), "127.0.0.1", port)])
 
 
-def prepare_home(home: Path, upstream: str, shadow_upstream: str) -> None:
-    """One model `bench`: v1 (champion) and v2 (the shadow challenger) and a rollout row."""
+def prepare_home(home: Path, upstream: str, shadow_upstream: str, heavy_upstream: str) -> None:
+    """Model `bench`: v1 (champion) and v2 (the shadow challenger, its own upstream), v3 (a
+    canary challenger on v1's upstream); model `heavy`: v1 and v2 on the CPU-bound upstream."""
     from sqlalchemy import select
 
     from controller.tables import Rollout
@@ -104,19 +130,29 @@ def prepare_home(home: Path, upstream: str, shadow_upstream: str) -> None:
     url = f"sqlite:///{home / 'shelf.db'}"
     migrate.upgrade(url)
     database = Database(url)
+    versions = [
+        ("bench", upstream),
+        ("bench", shadow_upstream),
+        ("bench", upstream),
+        ("heavy", heavy_upstream),
+        ("heavy", heavy_upstream),
+    ]
     with database.session() as session:
-        for i, serving in enumerate((upstream, shadow_upstream)):
+        for i, (model, serving) in enumerate(versions):
             digest = f"{i:064x}"
             record_blob(session, digest, 1)
             spec = VersionSpec(serving_url=serving)
-            register_version(session, "bench", [FileEntry("m", 1, digest)], spec, "bench")
-        aliases.set_alias(session, "bench", "champion", 1, "bench")
+            register_version(session, model, [FileEntry("m", 1, digest)], spec, "bench")
+        for model in ("bench", "heavy"):
+            aliases.set_alias(session, model, "champion", 1, "bench")
     database.dispose()
     del select, Model, Rollout, utcnow
 
 
 def set_rollout(home: Path, state: str | None) -> None:
-    """``None``: no rollout; ``"off"``: a rollout at weight 0; ``"mirror"``: shadowing."""
+    """``None``: no rollout; ``"off"``: a rollout at weight 0; ``"mirror"``: shadowing;
+    ``"canary"``: both models split 10 % to a challenger on the same upstream, so every request
+    is recorded in its arm's statistics (the gateway's real work during a rollout)."""
     from sqlalchemy import delete, select
 
     from controller.tables import Rollout
@@ -127,20 +163,27 @@ def set_rollout(home: Path, state: str | None) -> None:
     database = Database(f"sqlite:///{home / 'shelf.db'}")
     with database.session() as session:
         session.execute(delete(Rollout))
-        if state is not None:
-            model = session.scalar(select(Model).where(Model.name == "bench"))
+        canary = state == "canary"
+        for name in ("bench", "heavy") if canary else ("bench",) if state else ():
+            model = session.scalar(select(Model).where(Model.name == name))
             assert model is not None
-            ids = list(session.scalars(select(ModelVersion.id).order_by(ModelVersion.version)))
+            ids = list(
+                session.scalars(
+                    select(ModelVersion.id)
+                    .where(ModelVersion.model_id == model.id)
+                    .order_by(ModelVersion.version)
+                )
+            )
             now = utcnow()
             session.add(
                 Rollout(
                     model_id=model.id,
                     active_model_id=model.id,
                     champion_version_id=ids[0],
-                    challenger_version_id=ids[1],
-                    strategy="shadow",
-                    state="shadowing",
-                    challenger_weight_bp=0,
+                    challenger_version_id=ids[2 if canary and name == "bench" else 1],
+                    strategy="canary" if canary else "shadow",
+                    state="canary" if canary else "shadowing",
+                    challenger_weight_bp=CANARY_BP if canary else 0,
                     mirror=state == "mirror",
                     plan={},
                     created_at=now,
@@ -173,14 +216,23 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wait_route(gateway: str, mirror: bool | None) -> None:
+def wait_route(gateway: str, mirror: bool | None, canary: bool = False) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         routes = httpx.get(f"{gateway}/v1/routes").json()["models"]
         route = routes.get("bench")
-        if route and mirror is None and route["rollout_id"] is None:
+        if canary and route and route["weight_bp"] == CANARY_BP:
             return
-        if route and mirror is not None and route["rollout_id"] and route["mirror"] == mirror:
+        if not canary and route and mirror is None and route["rollout_id"] is None:
+            return
+        if (
+            not canary
+            and route
+            and mirror is not None
+            and route["rollout_id"]
+            and route["mirror"] == mirror
+            and route["weight_bp"] == 0
+        ):
             return
         time.sleep(0.05)
     raise RuntimeError("the gateway never picked up the routing change")
@@ -200,62 +252,155 @@ def _ms(value: str, unit: str) -> float:
 
 
 def load_wrk(url: str, concurrency: int, duration: float, script: Path) -> dict[str, float]:
+    """Closed-loop load from wrk. ``loadgen_busy`` is the share of its threads' wall time wrk
+    spent on CPU (from its rusage): near 1, wrk itself limited the throughput."""
     threads = 1 if concurrency < 16 else 2
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{concurrency}",
-            f"-d{max(1, round(duration))}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    seconds = max(1, round(duration))
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(
+            [
+                "wrk",
+                f"-t{threads}",
+                f"-c{concurrency}",
+                f"-d{seconds}s",
+                "--latency",
+                "-s",
+                str(script),
+                url,
+            ],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"wrk exited with {process.returncode}")
+        out.seek(0)
+        text = out.read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
     percentiles = {
         int(p): _ms(v, u)
-        for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
     }
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return {
         "rps": rps,
+        "requests": float(total),
         "p50_ms": percentiles[50],
         "p99_ms": percentiles[99],
         "errors": float(non2xx.group(1)) if non2xx else 0.0,
+        "loadgen_busy": (usage.ru_utime + usage.ru_stime) / (seconds * threads),
     }
 
 
-async def _load_httpx(url: str, concurrency: int, duration: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=concurrency)
-    headers = {"content-type": "application/json"}
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        deadline = time.perf_counter() + duration
+# -- CPU of a process tree, from /proc -------------------------------------------------------
 
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                response = await client.post(url, content=BODY, headers=headers)
-                latencies.append(time.perf_counter() - start)
-                errors += response.status_code >= 400
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "errors": float(errors),
-    }
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every descendant (nginx's master and workers, say)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds used so far by ``root`` and its descendants."""
+    total = 0
+    for pid in process_tree(root):
+        fields = _stat(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def measure(
+    url: str, concurrency: int, duration: float, script: Path, pid: int | None = None
+) -> dict[str, float]:
+    """wrk's figures, plus the CPU milliseconds per request of process tree ``pid``."""
+    before = tree_cpu_s(pid) if pid else 0.0
+    result = load_wrk(url, concurrency, duration, script)
+    if pid:
+        used = tree_cpu_s(pid) - before
+        result["cpu_ms_per_req"] = used * 1000.0 / max(result["requests"], 1.0)
+    return result
+
+
+# -- nginx as the reference proxy ------------------------------------------------------------
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {home}/nginx.pid;
+error_log {home}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {home}/nginx-body;
+    proxy_temp_path {home}/nginx-proxy;
+    fastcgi_temp_path {home}/nginx-fastcgi;
+    uwsgi_temp_path {home}/nginx-uwsgi;
+    scgi_temp_path {home}/nginx-scgi;
+    upstream champion {{ server 127.0.0.1:{up}; keepalive 64; }}
+    upstream challenger {{ server 127.0.0.1:{up}; keepalive 64; }}
+    upstream heavy_champion {{ server 127.0.0.1:{heavy}; keepalive 64; }}
+    upstream heavy_challenger {{ server 127.0.0.1:{heavy}; keepalive 64; }}
+    # The decision the gateway makes: a hash of the request picks the arm and {share}% go to
+    # the challenger; both arms reach the same upstream, as the gateway's canary here does.
+    split_clients "${{remote_addr}}${{remote_port}}${{connection_requests}}" $arm {{
+        {share}% challenger;
+        * champion;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /v2/models/heavy/ {{
+            proxy_pass http://heavy_$arm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+        location / {{
+            proxy_pass http://$arm;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def nginx_binary() -> str | None:
+    found = shutil.which("nginx")
+    return found or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+def start_nginx(home: Path, port: int, up: int, heavy: int) -> subprocess.Popen[bytes] | None:
+    binary = nginx_binary()
+    if binary is None:
+        return None
+    conf = home / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(home=home, port=port, up=up, heavy=heavy, share=f"{CANARY_BP / 100:g}")
+    )
+    return subprocess.Popen(
+        [binary, "-c", str(conf), "-p", str(home)], stdout=subprocess.DEVNULL, stderr=LOG
+    )
 
 
 async def _load_at_rate(url: str, rate: float, duration: float) -> dict[str, float]:
@@ -293,39 +438,88 @@ async def _load_at_rate(url: str, rate: float, duration: float) -> dict[str, flo
     }
 
 
-def load(
-    url: str, concurrency: int, duration: float, loadgen: str, script: Path
-) -> dict[str, float]:
-    if loadgen == "wrk":
-        return load_wrk(url, concurrency, duration, script)
-    return asyncio.run(_load_httpx(url, concurrency, duration))
+def load(url: str, concurrency: int, duration: float, script: Path) -> dict[str, float]:
+    return load_wrk(url, concurrency, duration, script)
 
 
 # -- the run --------------------------------------------------------------------------------
 
 
+LOADGEN_BOUND = 0.9  # wrk threads this busy were the bottleneck, not the system under test
+
+
+def row(
+    upstream_kind: str,
+    concurrency: int,
+    direct: dict[str, float],
+    through: dict[str, float],
+    nginx: dict[str, float] | None,
+) -> dict[str, Any]:
+    """One line of results. Ratios are ``None`` where wrk itself was the bottleneck."""
+    bound = [
+        name
+        for name, figures in (("direct", direct), ("gateway", through), ("nginx", nginx))
+        if figures is not None and figures["loadgen_busy"] >= LOADGEN_BOUND
+    ]
+
+    def ratio(a: float, b: float) -> float | None:
+        return None if bound or not b else round(a / b, 3)
+
+    result: dict[str, Any] = {
+        "upstream": upstream_kind,
+        "concurrency": concurrency,
+        "loadgen": "wrk",
+        "loadgen_bound": bound,
+        "direct_rps": round(direct["rps"], 1),
+        "gateway_rps": round(through["rps"], 1),
+        "ratio": ratio(through["rps"], direct["rps"]),
+        "direct_p50_ms": round(direct["p50_ms"], 3),
+        "direct_p99_ms": round(direct["p99_ms"], 3),
+        "gateway_p50_ms": round(through["p50_ms"], 3),
+        "gateway_p99_ms": round(through["p99_ms"], 3),
+        "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
+        "added_p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3),
+        "gateway_errors": through["errors"],
+        "cpu_ms_per_req": round(through["cpu_ms_per_req"], 4),
+    }
+    if nginx is not None:
+        result.update(
+            nginx_rps=round(nginx["rps"], 1),
+            nginx_ratio=ratio(nginx["rps"], direct["rps"]),
+            nginx_added_p50_ms=round(nginx["p50_ms"] - direct["p50_ms"], 3),
+            nginx_added_p99_ms=round(nginx["p99_ms"] - direct["p99_ms"], 3),
+            nginx_cpu_ms_per_req=round(nginx["cpu_ms_per_req"], 4),
+            cpu_ratio_vs_nginx=ratio(through["cpu_ms_per_req"], nginx["cpu_ms_per_req"]),
+        )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short runs (under 60 s in all)")
+    parser.add_argument("--quick", action="store_true", help="short runs (about a minute)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--duration", type=float, help="seconds per measurement")
-    parser.add_argument("--loadgen", choices=["wrk", "httpx"], help="default: wrk if on PATH")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 16, 64])
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--upstream-cpu-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
-        serve_upstream(args.serve_upstream)
+        serve_upstream(args.serve_upstream, args.upstream_cpu_ms)
         return
     if args.serve_gateway:
         serve_gateway(args.serve_gateway)
         return
+    if shutil.which("wrk") is None:
+        raise SystemExit(
+            "benchmarks/gateway.py needs wrk, a load generator faster than the gateway "
+            "(Debian/Ubuntu: apt-get install wrk)"
+        )
 
     duration = args.duration or (3.0 if args.quick else 10.0)
-    loadgen = args.loadgen or ("wrk" if shutil.which("wrk") else "httpx")
-    up_port, shadow_port, gw_port = free_port(), free_port(), free_port()
-    upstream, shadow_upstream = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{shadow_port}"
-    gateway = f"http://127.0.0.1:{gw_port}"
+    concurrencies = [16] if args.quick and args.concurrency == [1, 16, 64] else args.concurrency
+    ports = {name: free_port() for name in ("up", "shadow", "heavy", "gateway", "nginx")}
+    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="shelf-bench-") as tmp:
         home = Path(tmp)
@@ -333,7 +527,7 @@ def main() -> None:
         script.write_text(WRK_SCRIPT)
         global LOG
         LOG = (home / "servers.log").open("w")
-        prepare_home(home, upstream, shadow_upstream)
+        prepare_home(home, url["up"], url["shadow"], url["heavy"])
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHELF_")}
         env.update(
             SHELF_HOME=str(home),
@@ -342,36 +536,42 @@ def main() -> None:
             PYTHONPATH=str(ROOT),
         )
         try:
-            processes.append(spawn(["--serve-upstream", str(up_port)]))
-            processes.append(spawn(["--serve-upstream", str(shadow_port)]))
-            processes.append(spawn(["--serve-gateway", str(gw_port)], env))
-            wait_http(f"{upstream}/")
-            wait_http(f"{shadow_upstream}/")
-            wait_http(f"{gateway}/healthz")
-            wait_route(gateway, None)
+            processes.append(spawn(["--serve-upstream", str(ports["up"])]))
+            processes.append(spawn(["--serve-upstream", str(ports["shadow"])]))
+            heavy_args = ["--upstream-cpu-ms", str(HEAVY_CPU_MS)]
+            processes.append(spawn(["--serve-upstream", str(ports["heavy"]), *heavy_args]))
+            gateway_process = spawn(["--serve-gateway", str(ports["gateway"])], env)
+            processes.append(gateway_process)
+            nginx = start_nginx(home, ports["nginx"], ports["up"], ports["heavy"])
+            if nginx is not None:
+                processes.append(nginx)
+                wait_http(f"{url['nginx']}/")
+            for name in ("up", "shadow", "heavy"):
+                wait_http(f"{url[name]}/")
+            wait_http(f"{url['gateway']}/healthz")
+            set_rollout(home, "canary")
+            wait_route(url["gateway"], None, canary=True)
             results = []
-            for concurrency in args.concurrency:
-                load(upstream + PATH, concurrency, min(1.0, duration), loadgen, script)  # warm
-                load(gateway + PATH, concurrency, min(1.0, duration), loadgen, script)
-                direct = load(upstream + PATH, concurrency, duration, loadgen, script)
-                through = load(gateway + PATH, concurrency, duration, loadgen, script)
-                results.append(
-                    {
-                        "concurrency": concurrency,
-                        "loadgen": loadgen,
-                        "direct_rps": round(direct["rps"], 1),
-                        "gateway_rps": round(through["rps"], 1),
-                        "ratio": round(through["rps"] / direct["rps"], 3),
-                        "direct_p50_ms": round(direct["p50_ms"], 3),
-                        "direct_p99_ms": round(direct["p99_ms"], 3),
-                        "gateway_p50_ms": round(through["p50_ms"], 3),
-                        "gateway_p99_ms": round(through["p99_ms"], 3),
-                        "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
-                        "added_p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3),
-                        "gateway_errors": through["errors"],
-                    }
-                )
-            shadow = measure_shadow(home, gateway, duration, loadgen, script)
+            for kind, path, upstream in (
+                ("trivial", PATH, url["up"]),
+                (f"{HEAVY_CPU_MS:g}ms-cpu", HEAVY_PATH, url["heavy"]),
+            ):
+                for concurrency in concurrencies:
+                    warm = min(1.0, duration)
+                    for target in (upstream, url["gateway"], url["nginx"] if nginx else None):
+                        if target is not None:
+                            load(target + path, concurrency, warm, script)
+                    direct = measure(upstream + path, concurrency, duration, script)
+                    through = measure(
+                        url["gateway"] + path, concurrency, duration, script, gateway_process.pid
+                    )
+                    reference = (
+                        measure(url["nginx"] + path, concurrency, duration, script, nginx.pid)
+                        if nginx is not None
+                        else None
+                    )
+                    results.append(row(kind, concurrency, direct, through, reference))
+            shadow = measure_shadow(home, url["gateway"], duration, script)
         finally:
             for process in processes:
                 process.terminate()
@@ -380,22 +580,52 @@ def main() -> None:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
-    errors = sum(row["gateway_errors"] for row in results)
+    report(results, shadow, duration, as_json=args.json, with_nginx=nginx is not None)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def report(
+    results: list[dict[str, Any]],
+    shadow: dict[str, Any],
+    duration: float,
+    as_json: bool,
+    with_nginx: bool,
+) -> None:
+    errors = sum(r["gateway_errors"] for r in results)
     if errors:
         print(f"warning: {errors:.0f} non-2xx answers through the gateway", file=sys.stderr)
-    if args.json:
-        for row in results:
-            print(json.dumps(row))
+    if as_json:
+        for result in results:
+            print(json.dumps(result))
         print(json.dumps(shadow))
         return
-    print(f"load generator: {loadgen}, {duration:.0f} s per measurement")
-    print(f"{'conc':>5} {'direct rps':>11} {'gateway rps':>12} {'ratio':>6} "
-          f"{'+p50 ms':>8} {'+p99 ms':>8}")  # fmt: skip
-    for row in results:
-        print(
-            f"{row['concurrency']:>5} {row['direct_rps']:>11.0f} {row['gateway_rps']:>12.0f} "
-            f"{row['ratio']:>6.2f} {row['added_p50_ms']:>8.2f} {row['added_p99_ms']:>8.2f}"
+    print(f"load generator: wrk, {duration:.0f} s per measurement; canary at {CANARY_BP / 100:g}%")
+    if not with_nginx:
+        print("nginx not on PATH: no reference proxy (Debian/Ubuntu: apt-get install nginx)")
+    header = (
+        f"{'upstream':>9} {'conc':>4} {'direct rps':>10} {'gw rps':>8} {'ratio':>6} "
+        f"{'+p50 ms':>7} {'+p99 ms':>7} {'gw cpu ms/req':>13}"
+    )
+    if with_nginx:
+        header += f" {'nginx rps':>9} {'ratio':>6} {'nginx cpu ms/req':>16} {'cpu gw/nginx':>12}"
+    print(header)
+    for r in results:
+        line = (
+            f"{r['upstream']:>9} {r['concurrency']:>4} {r['direct_rps']:>10.0f} "
+            f"{r['gateway_rps']:>8.0f} {_fmt(r['ratio'], '>6.2f')} {r['added_p50_ms']:>7.2f} "
+            f"{r['added_p99_ms']:>7.2f} {r['cpu_ms_per_req']:>13.4f}"
         )
+        if with_nginx:
+            line += (
+                f" {r['nginx_rps']:>9.0f} {_fmt(r['nginx_ratio'], '>6.2f')} "
+                f"{r['nginx_cpu_ms_per_req']:>16.4f} {_fmt(r['cpu_ratio_vs_nginx'], '>12.2f')}"
+            )
+        if r["loadgen_bound"]:
+            line += f"  (wrk was the bottleneck: {', '.join(r['loadgen_bound'])}; no ratio)"
+        print(line)
     print(
         f"shadow (concurrency {shadow['concurrency']}): champion p99 {shadow['p99_off_ms']:.2f} ms "
         f"without, {shadow['p99_on_ms']:.2f} ms with mirroring "
@@ -410,7 +640,7 @@ def main() -> None:
 
 
 def measure_shadow(
-    home: Path, gateway: str, duration: float, loadgen: str, script: Path, concurrency: int = 16
+    home: Path, gateway: str, duration: float, script: Path, concurrency: int = 16
 ) -> dict[str, Any]:
     """Champion p99 under a rollout at weight 0, without and with mirroring to a challenger:
     at saturation (closed loop, ``concurrency`` clients), where every copy competes with the
@@ -420,8 +650,8 @@ def measure_shadow(
     for mode in ("off", "mirror"):
         set_rollout(home, mode)
         wait_route(gateway, mode == "mirror")
-        load(gateway + PATH, concurrency, min(1.0, duration), loadgen, script)
-        figures[mode] = load(gateway + PATH, concurrency, duration, loadgen, script)
+        load(gateway + PATH, concurrency, min(1.0, duration), script)
+        figures[mode] = load(gateway + PATH, concurrency, duration, script)
     rate = min(figures["off"]["rps"] / 4, 1500.0)
     p99s: dict[str, list[float]] = {"off": [], "mirror": []}
     for mode in ("off", "mirror", "mirror", "off"):  # alternated, so drift favours neither

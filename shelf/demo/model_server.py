@@ -12,7 +12,10 @@ requests get a 500. Latency is ``latency_ms`` times a log-normal factor of sprea
 
 Endpoints: ``POST /v2/models/{name}/infer``, ``GET /v2/health/ready``, ``GET /v2/health/live``,
 ``GET /v2/models/{name}``, ``POST /predict`` (a non-OIP shape:
-``{"prediction": {"label": …, "score": …}}``) and ``/echo/…`` (returns what it received).
+``{"prediction": {"label": …, "score": …}}``), ``/echo/…`` (returns what it received) and
+``GET /metrics``: Prometheus counters ``model_requests_total{version, code}`` and the histogram
+``model_request_duration_seconds{version}`` of the inference requests it served, as a model
+server behind someone else's traffic split exports them.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import argparse
 import asyncio
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 CLASSES = ("0", "1", "2")
 Scope = MutableMapping[str, Any]
@@ -62,11 +68,46 @@ class ServerConfig:
     seed: int | None = None
 
 
+DURATION_BUCKETS = (
+    0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+)  # fmt: skip
+
+
+class ServedMetrics:
+    """What the server exports at ``/metrics``, in its own registry."""
+
+    def __init__(self, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "model_requests",
+            "Inference requests served, by version and status code",
+            ["version", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "model_request_duration_seconds",
+            "Time to answer an inference request",
+            ["version"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        ).labels(version)
+        self.version = version
+
+    def observe(self, status: int, seconds: float) -> None:
+        self.requests.labels(self.version, str(status)).inc()
+        self.duration.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
 class ModelServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
         self.requests = 0
+        self.metrics = ServedMetrics(config.version_name)
 
     def predict(self, x0: float) -> tuple[str, list[float]]:
         c, rng = self.config, self.rng
@@ -104,14 +145,27 @@ class ModelServer:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
+        if scope["path"] == "/metrics":
+            await self._respond(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
+            return
+        started = time.perf_counter()
         status, payload = await self.handle(scope, body)
-        out = orjson.dumps(payload)
+        if self._is_inference(scope):
+            self.metrics.observe(status, time.perf_counter() - started)
+        await self._respond(send, status, orjson.dumps(payload), b"application/json")
+
+    @staticmethod
+    def _is_inference(scope: Scope) -> bool:
+        path: str = scope["path"]
+        return scope["method"] == "POST" and (path.endswith("/infer") or path == "/predict")
+
+    async def _respond(self, send: Send, status: int, out: bytes, content_type: bytes) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", content_type),
                     (b"content-length", str(len(out)).encode()),
                     (b"x-model-version", self.config.version_name.encode()),
                 ],

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller.api.schemas import ObservationOut, RolloutOut
+from controller.routers.base import RouterSpec
 from controller.vocabulary import Strategy
 from registry.client.http import Connection
 from registry.errors import InvalidInput
@@ -50,9 +51,11 @@ class RolloutClient:
         alpha: float = 0.05,
         guardrails: Sequence[str] = (),
         guardrail_options: dict[str, dict[str, Any]] | None = None,
+        router: RouterSpec | None = None,
     ) -> RolloutOut:
         """Starts rolling out version ``challenger`` of ``name`` against its champion. The
-        defaults are the API's (``POST /v1/models/{name}/rollouts``)."""
+        defaults are the API's (``POST /v1/models/{name}/rollouts``); ``router`` sends the
+        weights to another data plane instead of the built-in gateway."""
         check_model_name(name)
         body: dict[str, Any] = {
             "challenger": challenger,
@@ -69,6 +72,8 @@ class RolloutClient:
             body["steps"] = list(steps)
         if shadow_duration_s is not None:
             body["shadow_duration_s"] = shadow_duration_s
+        if router is not None:
+            body["router"] = router.model_dump(exclude_none=True)
         return RolloutOut.model_validate(self.connection.post(f"/v1/models/{name}/rollouts", body))
 
     def rollout(self, name: str) -> RolloutOut:

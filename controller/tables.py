@@ -37,6 +37,13 @@ class Rollout(Base):
     step_start_samples: Mapped[int] = mapped_column(Integer, default=0)
     observed: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # How the weights reach the data plane (controller.routers.base.RouterSpec as JSON, with
+    # its secret; None: the built-in gateway), and what the data plane last acknowledged.
+    router: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    routed_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    routed_weight_bp: Mapped[int | None] = mapped_column(Integer)
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    routing_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -14,7 +14,8 @@ This receiver writes ``shelf-upstreams.conf`` (include it inside ``http {}`` of 
 with one ``upstream shelf_<model>`` per model, weighted ``10000 - bp`` for the champion and
 ``bp`` for the challenger (nginx's weighted round robin), plus a status server that reports
 the applied revision; it runs ``nginx -s reload``, waits until nginx answers with the new
-revision, and replies ``200 {"applied_revision": 7}``. Shelf counts the step as started only
+revision and every worker that ran the old configuration has exited (with ``--pid-file``), and
+replies ``200 {"applied_revision": 7}``. Shelf counts the step as started only
 then. Anything else (a bad signature, nginx refusing the configuration) is a non-2xx answer, and
 Shelf retries.
 
@@ -32,7 +33,7 @@ Run::
 
     python examples/nginx_router.py --port 9100 --secret "$SECRET" \\
         --include /etc/nginx/shelf/shelf-upstreams.conf --nginx-conf /etc/nginx/nginx.conf \\
-        --status-port 9101 --initial fraud=http://10.0.0.5:9001
+        --status-port 9101 --pid-file /run/nginx.pid --initial fraud=http://10.0.0.5:9001
 
 Standard library only, so it runs beside any nginx.
 """
@@ -118,10 +119,13 @@ class NginxUpstreams:
 class Router:
     """Applies desired weights to nginx, one change at a time."""
 
-    def __init__(self, upstreams: NginxUpstreams, nginx: list[str], secret: bytes) -> None:
+    def __init__(
+        self, upstreams: NginxUpstreams, nginx: list[str], secret: bytes, pid_file: Path | None
+    ) -> None:
         self.upstreams = upstreams
         self.nginx = nginx
         self.secret = secret
+        self.pid_file = pid_file
         self.lock = threading.Lock()
 
     def verify(self, body: bytes, signature: str) -> bool:
@@ -136,22 +140,46 @@ class Router:
             test = subprocess.run([*self.nginx, "-t"], capture_output=True, text=True)
             if test.returncode != 0:
                 raise RuntimeError(f"nginx refused the configuration: {test.stderr.strip()}")
+            old_workers = self.workers()
             subprocess.run([*self.nginx, "-s", "reload"], check=True, capture_output=True)
-            self.wait_applied(self.upstreams.revision)
+            self.wait_applied(self.upstreams.revision, old_workers)
             return self.upstreams.revision
 
-    def wait_applied(self, revision: int, timeout_s: float = 10.0) -> None:
+    def workers(self) -> set[int]:
+        """The master's worker processes (Linux /proc); empty without --pid-file."""
+        if self.pid_file is None:
+            return set()
+        try:
+            master = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return set()
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == master:
+                found.add(int(entry.name))
+        return found
+
+    def wait_applied(self, revision: int, old_workers: set[int], timeout_s: float = 10.0) -> None:
+        """Until nginx serves ``revision`` and no worker of the old configuration is left to
+        accept a connection with the old weights."""
         url = f"http://127.0.0.1:{self.upstreams.status_port}/shelf/revision"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
-                    if int(response.read().decode() or 0) >= revision:
-                        return
+                    served = int(response.read().decode() or 0) >= revision
             except (OSError, ValueError):
-                pass
+                served = False
+            if served and not (old_workers & self.workers()):
+                return
             time.sleep(0.02)
-        raise RuntimeError(f"nginx did not serve revision {revision} within {timeout_s:g}s")
+        raise RuntimeError(f"nginx did not apply revision {revision} within {timeout_s:g}s")
 
 
 def handler_for(router: Router) -> type[BaseHTTPRequestHandler]:
@@ -196,6 +224,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nginx-conf", type=Path, required=True, help="nginx's main config")
     parser.add_argument("--nginx-prefix", type=Path, help="nginx -p PREFIX")
     parser.add_argument("--nginx", default="nginx", help="The nginx binary")
+    parser.add_argument(
+        "--pid-file",
+        type=Path,
+        help="nginx's pid file: acknowledge only once the old workers have exited",
+    )
     parser.add_argument("--status-port", type=int, default=9101)
     parser.add_argument(
         "--initial",
@@ -213,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     nginx = [args.nginx, "-c", str(args.nginx_conf)]
     if args.nginx_prefix:
         nginx += ["-p", str(args.nginx_prefix)]
-    router = Router(upstreams, nginx, args.secret.encode())
+    router = Router(upstreams, nginx, args.secret.encode(), args.pid_file)
     server = ThreadingHTTPServer((args.host, args.port), handler_for(router))
     server.serve_forever()
 

@@ -14,6 +14,7 @@ from controller.api.schemas import (
     RollbackRequest,
     RolloutCreate,
     RolloutOut,
+    RouterStatus,
 )
 from controller.plans import DEFAULT_STEPS, RolloutPlan
 from controller.rollouts import service
@@ -57,7 +58,22 @@ def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
         ended_at=row.ended_at,
         observed_at=row.observed_at,
         evidence=Report.model_validate(evidence) if evidence else None,
+        router=router_status(row),
         arms={arm: ArmSummary.of(ArmStats.from_json(arms.get(arm, {}))) for arm in ARMS},
+    )
+
+
+def router_status(row: Rollout) -> RouterStatus | None:
+    if row.router is None:
+        return None
+    return RouterStatus(
+        kind=row.router.get("kind", "webhook"),
+        url=row.router.get("url"),
+        acknowledged_revision=row.routed_revision,
+        acknowledged_weight_bp=row.routed_weight_bp,
+        acknowledged_at=row.routed_at,
+        pending=service.needs_routing(row),
+        last_error=row.routing_error,
     )
 
 
@@ -91,7 +107,7 @@ def start(
 ) -> RolloutOut:
     plan = plan_of(body)  # InvalidInput (422) for a plan the reconciler could not judge
     with ctx.database.session() as session:
-        row = service.start_rollout(session, name, body.challenger, plan, who.name)
+        row = service.start_rollout(session, name, body.challenger, plan, who.name, body.router)
         return rollout_out(session, row, name)
 
 

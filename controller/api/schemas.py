@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.routers.base import RouterSpec
 from controller.stats import ArmStats, Report
 from controller.vocabulary import FINAL_STATES, STRATEGIES
 
@@ -29,6 +30,9 @@ class RolloutCreate(Strict):
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     guardrails: list[str] = Field(default_factory=list)
     guardrail_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    router: RouterSpec | None = Field(
+        default=None, description="How weights reach the data plane (default: the gateway)"
+    )
 
 
 class RollbackRequest(Strict):
@@ -85,6 +89,18 @@ class ArmSummary(BaseModel):
         )
 
 
+class RouterStatus(BaseModel):
+    """Where the rollout's weights go, and what the data plane last acknowledged."""
+
+    kind: str
+    url: str | None
+    acknowledged_revision: int
+    acknowledged_weight_bp: int | None
+    acknowledged_at: datetime | None
+    pending: bool = Field(description="The data plane has not acknowledged the latest change")
+    last_error: str
+
+
 class RolloutOut(BaseModel):
     """A rollout, its per-arm totals and the evidence of the reconciler's latest look."""
 
@@ -107,6 +123,9 @@ class RolloutOut(BaseModel):
     ended_at: datetime | None
     observed_at: datetime | None
     evidence: Report | None = Field(description="Every guardrail's evidence at the latest look")
+    router: RouterStatus | None = Field(
+        default=None, description="None: the built-in gateway serves the weights"
+    )
     arms: dict[str, ArmSummary]
 
     @property

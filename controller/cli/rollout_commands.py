@@ -15,6 +15,7 @@ from controller.api.schemas import RolloutOut
 from controller.cli import summary as ci_summary
 from controller.client import RolloutClient, RolloutTimeout
 from controller.report import RolloutHistory, render_html
+from controller.routers.base import RouterSpec
 from controller.stats import Evidence
 from controller.vocabulary import ARMS, STRATEGIES, RolloutState, Strategy
 from registry.cli import exit_codes, output
@@ -62,6 +63,19 @@ def parse_steps(text: str) -> list[float]:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise InvalidInput(f"invalid steps {text!r}: use percentages like 1,5,25,50,100") from None
+
+
+def router_spec(kind: str, url: str | None, secret: str | None) -> RouterSpec | None:
+    if kind == "gateway":
+        if url or secret:
+            raise InvalidInput("--router-url and --router-secret go with --router webhook")
+        return None
+    if not url or not secret:
+        raise InvalidInput("--router webhook needs --router-url and --router-secret")
+    try:
+        return RouterSpec(kind=kind, url=url, secret=secret)
+    except ValueError as error:
+        raise InvalidInput(f"invalid router: {error}") from None
 
 
 def _guardrails(r: RolloutOut) -> tuple[Evidence, ...]:
@@ -171,6 +185,20 @@ def rollout() -> None:
     help="Non-inferiority margin of a guardrail, e.g. error_rate=0.01; repeatable",
 )
 @click.option(
+    "--router",
+    "router_kind",
+    type=click.Choice(["gateway", "webhook"]),
+    default="gateway",
+    show_default=True,
+    help="What applies the weights: Shelf's gateway, or any data plane behind a webhook",
+)
+@click.option("--router-url", help="webhook router: where Shelf POSTs the desired weights")
+@click.option(
+    "--router-secret",
+    envvar="SHELF_ROUTER_SECRET",
+    help="webhook router: HMAC key its receiver checks [SHELF_ROUTER_SECRET]",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="Stream progress; exit 0 promoted, 3 rolled back, 4 aborted, 5 timed out",
@@ -201,6 +229,9 @@ def rollout_start(
     alpha: float,
     guardrails: tuple[str, ...],
     margins: tuple[str, ...],
+    router_kind: str,
+    router_url: str | None,
+    router_secret: str | None,
     wait: bool,
     wait_timeout: str,
     summary: Path | None,
@@ -221,6 +252,7 @@ def rollout_start(
         alpha=alpha,
         guardrails=guardrails,
         guardrail_options=parse_margins(margins),
+        router=router_spec(router_kind, router_url, router_secret),
     )
     if wait:
         return wait_for_outcome(client, created.id, parse_duration(wait_timeout), as_json, summary)
@@ -275,6 +307,17 @@ def show_status(r: RolloutOut) -> None:
         f"started {short_time(r.created_at.isoformat())} by {r.created_by}\n  {r.reason}",
         highlight=False,
     )
+    if r.router is not None:
+        acked = r.router.acknowledged_weight_bp
+        state = "waiting for acknowledgement" if r.router.pending else "acknowledged"
+        output.console.print(
+            f"  router {r.router.kind} {r.router.url}: {state}; last acknowledged "
+            f"{'-' if acked is None else f'{acked / 100:g}%'} (revision "
+            f"{r.router.acknowledged_revision})"
+            + (f"; last error: {r.router.last_error}" if r.router.last_error else ""),
+            highlight=False,
+            markup=False,
+        )
     arms = {arm: r.arms[arm].model_dump() for arm in ARMS}
     keys = (
         "requests",

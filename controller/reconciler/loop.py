@@ -12,12 +12,15 @@ from typing import Any
 
 import httpx
 from prometheus_client import Counter, Gauge
+from sqlalchemy import select
 
 from controller.config import ControllerSettings
-from controller.plans import Action, Position, RolloutPlan, decide
+from controller.plans import HOLD, Action, ActionKind, Position, RolloutPlan, decide
 from controller.reconciler.leader import LeaderLock
 from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts import service
+from controller.routers.base import RouterError
+from controller.routers.factory import router_for
 from controller.stats import Report, evaluate
 from controller.tables import Rollout, RolloutObservation
 from controller.vocabulary import RolloutState
@@ -35,6 +38,9 @@ TRANSITIONS = Counter("shelf_rollout_transitions_total", "Rollout transitions", 
 STATE = Gauge("shelf_rollout_state", "1 for the state an active rollout is in", ["model", "state"])
 WEIGHT = Gauge("shelf_rollout_challenger_weight_bp", "Challenger weight in basis points", ["model"])
 STEP = Gauge("shelf_rollout_step", "Current canary step index", ["model"])
+ROUTING_FAILURES = Counter(
+    "shelf_router_failures_total", "Weights a router did not acknowledge (retried)"
+)
 
 
 class Reconciler:
@@ -58,6 +64,7 @@ class Reconciler:
         LEADER.set(1 if self.is_leader else 0)
         if not self.is_leader:
             return
+        self.route()  # a rollback from the API reaches the data plane before anything else
         with self.database.session() as session:
             ids = [r.id for r in service.active_rollouts(session)]
         for rollout_id in ids:
@@ -65,6 +72,7 @@ class Reconciler:
                 self.reconcile(rollout_id)
             except Exception:
                 log.exception("reconciling rollout %s failed; will retry", rollout_id)
+        self.route()
         try:
             with self.database.session() as session:
                 deliver_due(session, self.http)
@@ -92,6 +100,12 @@ class Reconciler:
                 step_start_samples=rollout.step_start_samples,
             )
             action = decide(plan, position, report.verdict, report.reason, samples, now)
+            if (
+                service.needs_routing(rollout)
+                and position.state != RolloutState.pending
+                and action.kind != ActionKind.roll_back
+            ):
+                action = HOLD  # the data plane has not applied the current step yet
             rollout.observed = observed_json(totals, report, now)
             rollout.observed_at = now
             if action.kind.target_state is not None:
@@ -115,6 +129,34 @@ class Reconciler:
             LOOKS.inc()
             self._export(model.name, rollout)
             return action
+
+    def route(self) -> None:
+        """Sends every rollout's unacknowledged weights to its router: ended rollouts (a
+        rollback above all) first, each in its own transaction so one slow data plane does
+        not hold back another's acknowledgement."""
+        with self.database.session() as session:
+            pending = [
+                (r.active_model_id is not None, r.id)
+                for r in session.scalars(
+                    select(Rollout).where(
+                        Rollout.router.is_not(None), Rollout.routed_revision < Rollout.revision
+                    )
+                )
+            ]
+        for _, rollout_id in sorted(pending):
+            with self.database.session() as session:
+                rollout = session.get(Rollout, rollout_id, with_for_update=True)
+                if rollout is None or not service.needs_routing(rollout):
+                    continue
+                desired = service.desired_weights(session, rollout)
+                try:
+                    ack = router_for(rollout.router, self.http).apply(desired)
+                except RouterError as error:
+                    ROUTING_FAILURES.inc()
+                    log.warning("router of rollout %s failed: %s", rollout_id, error)
+                    service.record_routing_failure(session, rollout, str(error))
+                    continue
+                service.record_routed(session, rollout, ack, self.clock())
 
     def _export(self, model: str, rollout: Rollout) -> None:
         for state in RolloutState:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from controller.plans import Action, ActionKind, RolloutPlan
 from controller.rollouts.transitions import notify_gateways, transition
+from controller.routers.base import Acknowledgement, DesiredWeights, RouterSpec, ServedVersion
 from controller.stats import Report
 from controller.tables import Rollout
 from controller.vocabulary import ACTIVE_STATES, CHAMPION_ALIAS, RolloutState
@@ -54,8 +55,17 @@ def latest_rollout(session: Session, model: Model) -> Rollout | None:
 
 
 def start_rollout(
-    session: Session, name: str, challenger: int, plan: RolloutPlan, actor: str
+    session: Session,
+    name: str,
+    challenger: int,
+    plan: RolloutPlan,
+    actor: str,
+    router: RouterSpec | None = None,
 ) -> Rollout:
+    """A rollout of version ``challenger`` against the champion, routed by the built-in gateway
+    or by ``router``."""
+    if router is not None and router.kind == "webhook" and not (router.url and router.secret):
+        raise InvalidInput("a webhook router needs a url and a secret (16 characters or more)")
     model = get_model(session, name)
     champion = champion_of(session, model)
     if champion is None:
@@ -89,6 +99,7 @@ def start_rollout(
         created_at=now,
         updated_at=now,
         created_by=actor,
+        router=router.model_dump() if router is not None and router.kind != "gateway" else None,
     )
     try:
         with session.begin_nested():
@@ -290,3 +301,49 @@ def apply(
         promote(session, model.name, actor, action.reason, evidence, rollout)
     elif action.kind == ActionKind.roll_back:
         roll_back_rollout(session, rollout, actor, action.reason, evidence)
+
+
+def needs_routing(rollout: Rollout) -> bool:
+    """Whether the rollout's data plane has yet to acknowledge its latest change."""
+    return rollout.router is not None and rollout.routed_revision < rollout.revision
+
+
+def desired_weights(session: Session, rollout: Rollout) -> DesiredWeights:
+    """What the data plane should do now. After promotion the challenger is the champion; after
+    a rollback or an abort the champion takes all the traffic."""
+    model = session.get(Model, rollout.model_id)
+    champion = session.get(ModelVersion, rollout.champion_version_id)
+    challenger = session.get(ModelVersion, rollout.challenger_version_id)
+    assert model is not None and champion is not None and challenger is not None
+    if rollout.state == RolloutState.promoted:
+        champion, challenger = challenger, None
+    elif rollout.state in (RolloutState.rolled_back, RolloutState.aborted):
+        challenger = None
+    return DesiredWeights(
+        model=model.name,
+        rollout_id=rollout.id,
+        revision=rollout.revision,
+        state=rollout.state,
+        champion=ServedVersion(champion.version, champion.serving_url or ""),
+        challenger=(
+            ServedVersion(challenger.version, challenger.serving_url or "") if challenger else None
+        ),
+        challenger_weight_bp=rollout.challenger_weight_bp if challenger else 0,
+        mirror=rollout.mirror if challenger else False,
+    )
+
+
+def record_routed(session: Session, rollout: Rollout, ack: Acknowledgement, now: datetime) -> None:
+    """The data plane serves revision ``ack.revision``. A step counts from now, not from the
+    decision: until the data plane applied it, traffic was still split the old way."""
+    first = rollout.routed_revision < ack.revision
+    rollout.routed_revision = max(rollout.routed_revision, ack.revision)
+    rollout.routed_weight_bp = ack.challenger_weight_bp
+    rollout.routed_at = now
+    rollout.routing_error = ""
+    if first and rollout.active_model_id is not None and rollout.revision == ack.revision:
+        rollout.step_started_at = now
+
+
+def record_routing_failure(session: Session, rollout: Rollout, error: str) -> None:
+    rollout.routing_error = error[:1000]

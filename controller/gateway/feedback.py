@@ -4,7 +4,8 @@ answered, by the signed request id alone.
 ``{"request_id": …, "label": <class>}`` records whether the label equals the class the arm
 predicted; ``{"request_id": …, "value": <float>}`` records a numeric reward. One
 ``FeedbackReceipt`` row per request id makes a second submission a 409 (its primary key is the
-request id, so two replicas racing on the same id cannot both win). The statistics themselves
+id's canonical spelling, ``RequestId.receipt_key``, never the string as submitted, and two
+replicas racing on the same id cannot both win). The statistics themselves
 go into the arm's in-memory accumulator and are flushed with everything else.
 """
 
@@ -81,9 +82,8 @@ class FeedbackIntake:
             correct = request.label_matches(str(label))
             if correct is None:
                 return _accepted("the response carried no predicted class to compare with")
-        token: str = document["request_id"]
         try:
-            model_id = await asyncio.to_thread(self._receive, token, request)
+            model_id = await asyncio.to_thread(self._receive, request)
         except DBIntegrityError:
             return _error(409, "conflict", "feedback for this request id was already received")
         if model_id is None:
@@ -104,12 +104,12 @@ class FeedbackIntake:
             payload["correct"] = correct
         return FeedbackResult(200, payload)
 
-    def _receive(self, token: str, request: RequestId) -> int | None:
+    def _receive(self, request: RequestId) -> int | None:
         """The rollout's model id after recording the receipt; None if the rollout is gone."""
         with self._database.session() as session:
             rollout = session.get(Rollout, request.rollout_id)
             if rollout is None:
                 return None
-            session.add(FeedbackReceipt(request_id=token, rollout_id=rollout.id))
+            session.add(FeedbackReceipt(request_id=request.receipt_key, rollout_id=rollout.id))
             session.flush()
             return rollout.model_id

@@ -50,6 +50,7 @@ class Reconciler:
         lock_dir = settings.home
         self.lock = LeaderLock(database.engine, lock_dir)
         self.http = httpx.Client(timeout=httpx.Timeout(5.0))
+        self.outbound = settings.outbound_policy()
         self.is_leader = False
 
     def tick(self) -> None:
@@ -67,7 +68,7 @@ class Reconciler:
                 log.exception("reconciling rollout %s failed; will retry", rollout_id)
         try:
             with self.database.session() as session:
-                deliver_due(session, self.http)
+                deliver_due(session, self.http, outbound=self.outbound)
         except Exception:
             log.exception("webhook delivery failed; will retry")
 

@@ -20,6 +20,7 @@ from registry.db.base import utcnow
 from registry.db.tables import Alias, Model, ModelVersion
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.names import Reference
+from registry.outbound import OutboundPolicy
 from registry.services import aliases, audit
 from registry.services.lookup import get_model
 from registry.services.versions import resolve
@@ -54,8 +55,15 @@ def latest_rollout(session: Session, model: Model) -> Rollout | None:
 
 
 def start_rollout(
-    session: Session, name: str, challenger: int, plan: RolloutPlan, actor: str
+    session: Session,
+    name: str,
+    challenger: int,
+    plan: RolloutPlan,
+    actor: str,
+    outbound: OutboundPolicy | None = None,
 ) -> Rollout:
+    """Starts the rollout; with ``outbound`` both serving URLs must be allowed by it (they
+    were registered under the policy of that time, which may have been tightened since)."""
     model = get_model(session, name)
     champion = champion_of(session, model)
     if champion is None:
@@ -73,6 +81,8 @@ def start_rollout(
             raise InvalidInput(
                 f"{name}@{version.version} has no serving URL; register it with --serving-url"
             )
+        if outbound is not None:
+            outbound.check_url(version.serving_url, f"{name}@{version.version}'s serving URL")
     if active_rollout(session, model) is not None:
         raise Conflict(f"model {name!r} already has an active rollout; abort it first")
     now = utcnow()

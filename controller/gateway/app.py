@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from typing import Any
@@ -32,6 +33,7 @@ from controller.gateway.asgi import (
 )
 from controller.gateway.feedback import FeedbackIntake
 from controller.gateway.metrics import GatewayMetrics
+from controller.gateway.paths import UnsafePath, split_target
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder, default_replica_id
 from controller.gateway.request_id import RequestIdSigner
@@ -40,11 +42,13 @@ from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
 from controller.gateway.split import goes_to_challenger
 from controller.gateway.upstream import TIMEOUT, Upstream, content_type
+from registry.auth import Authenticator
+from registry.config import Role
 from registry.db.session import Database
+from registry.errors import ShelfError
 
 log = logging.getLogger(__name__)
 
-OIP_PREFIX = "/v2/models/"
 ROUTING_KEY = b"x-shelf-routing-key"
 DRAIN_S = 10.0
 SHADOW_DRAIN_S = 2.0
@@ -71,6 +75,9 @@ class GatewayApp:
             self.signer, database, self.recorder, settings.feedback_ttl_hours
         )
         self.max_body = settings.max_request_body_mb * 1024 * 1024
+        # Only ``GET /v1/routes`` reads tokens: the data plane itself trusts no caller
+        # (docs/security.md, "The gateway").
+        self.authenticator = Authenticator(settings.all_tokens())
         self.upstream: Upstream | None = None
         self.shadow: ShadowMirror | None = None
         self.in_flight = 0
@@ -95,12 +102,12 @@ class GatewayApp:
                 await handler(scope, receive, send)
                 return
             raw: bytes = scope.get("raw_path") or path.encode()
-            if path.startswith(OIP_PREFIX):
-                model = path[len(OIP_PREFIX) :].partition("/")[0]
-                upstream_path = raw.decode("latin-1")
-            else:
-                model = path[1:].partition("/")[0]
-                upstream_path = raw[len(model) + 1 :].decode("latin-1") or "/"
+            try:
+                model, upstream_path = split_target(raw)
+            except UnsafePath as exc:
+                self.metrics.rejected.labels("bad_path").inc()
+                await send_error(send, 400, "bad_request", str(exc))
+                return
             query: bytes = scope["query_string"]
             if query:
                 upstream_path = f"{upstream_path}?{query.decode('latin-1')}"
@@ -248,6 +255,14 @@ class GatewayApp:
         )
 
     async def _routes(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The routing table; serving URLs only for a caller with a token (any role), or, on a
+        gateway without tokens, a caller on loopback (the embedded default)."""
+        try:
+            with_urls = self._may_see_urls(scope)
+        except ShelfError as exc:
+            await send_error(send, exc.status_code, exc.code, exc.message)
+            return
+        table = self.routes.table
         await send_json(
             send,
             200,
@@ -255,9 +270,22 @@ class GatewayApp:
                 "replica_id": self.recorder.replica_id,
                 "loaded": self.routes.loaded,
                 "listening": self.routes.listening,
-                "models": {name: route.to_json() for name, route in self.routes.table.items()},
+                "urls_shown": with_urls,
+                "models": {name: route.to_json(with_urls) for name, route in table.items()},
             },
         )
+
+    def _may_see_urls(self, scope: Scope) -> bool:
+        authorization = next(
+            (value for name, value in scope["headers"] if name == b"authorization"), None
+        )
+        if self.authenticator.is_open:
+            client = scope.get("client")
+            return client is not None and _is_loopback(client[0])
+        if authorization is None:
+            return False
+        self.authenticator.authenticate(authorization.decode("latin-1")).require(Role.read)
+        return True
 
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -297,7 +325,9 @@ class GatewayApp:
         settings = self.settings
         self._stop = stop = asyncio.Event()
         self.upstream = Upstream(
-            settings.gateway_max_connections, settings.gateway_upstream_timeout_s
+            settings.gateway_max_connections,
+            settings.gateway_upstream_timeout_s,
+            settings.outbound_policy(),
         )
         self.shadow = ShadowMirror(
             self.upstream,
@@ -347,3 +377,10 @@ class GatewayApp:
 def create_gateway_app(settings: ControllerSettings, database: Database) -> Any:
     """The gateway as an ASGI app; serve it with uvicorn (lifespan on)."""
     return GatewayApp(settings, database)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

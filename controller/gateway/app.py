@@ -37,11 +37,11 @@ from controller.gateway.paths import UnsafePath, split_target
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder, default_replica_id
 from controller.gateway.request_id import RequestIdSigner
-from controller.gateway.routing import Route, RoutingTable, RoutingTableSource
+from controller.gateway.routing import Route, RouteArm, RoutingTable, RoutingTableSource
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
 from controller.gateway.split import goes_to_challenger
-from controller.gateway.upstream import TIMEOUT, Upstream, content_type
+from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
 from registry.auth import Authenticator
 from registry.config import Role
 from registry.db.session import Database
@@ -50,6 +50,7 @@ from registry.errors import ShelfError
 log = logging.getLogger(__name__)
 
 ROUTING_KEY = b"x-shelf-routing-key"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 DRAIN_S = 10.0
 SHADOW_DRAIN_S = 2.0
 
@@ -167,24 +168,12 @@ class GatewayApp:
         ):
             arm = challenger
         method: str = scope["method"]
-        result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
+        result, predicted = await self._call(route, arm, method, upstream_path, forward, body)
+        if arm is challenger and result.failed and self._retry_on_champion(result, method):
+            self.metrics.retried_on_champion.labels(route.model, result.outcome).inc()
+            arm = route.champion
+            result, predicted = await self._call(route, arm, method, upstream_path, forward, body)
         outcome = result.outcome
-        predicted: str | None = None
-        stats_key = arm.stats_key
-        if stats_key is not None:
-            confidence: float | None = None
-            if result.status:
-                predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
-            self.recorder.arm(stats_key).record_response(
-                outcome, result.latency_s, predicted, confidence
-            )
-        self.metrics.observe_request(
-            route.model,
-            arm.version_label,
-            arm.name,
-            outcome,
-            result.latency_s if result.status else None,
-        )
         request_id = self.signer.issue(
             route.rollout_id, arm.version_id, arm.index, predicted, int(time.time())
         )
@@ -213,6 +202,49 @@ class GatewayApp:
             self.shadow.submit(
                 ShadowCopy(route.model, challenger, method, upstream_path, forward, body, predicted)
             )
+
+    async def _call(
+        self,
+        route: Route,
+        arm: RouteArm,
+        method: str,
+        upstream_path: str,
+        forward: Headers,
+        body: bytes,
+    ) -> tuple[UpstreamResponse, str | None]:
+        """One upstream call, recorded in the arm's statistics and the metrics."""
+        assert self.upstream is not None
+        result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
+        predicted: str | None = None
+        stats_key = arm.stats_key
+        if stats_key is not None:
+            confidence: float | None = None
+            if result.status:
+                predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
+            self.recorder.arm(stats_key).record_response(
+                result.outcome, result.latency_s, predicted, confidence
+            )
+        self.metrics.observe_request(
+            route.model,
+            arm.version_label,
+            arm.name,
+            result.outcome,
+            result.latency_s if result.status else None,
+        )
+        return result, predicted
+
+    def _retry_on_champion(self, result: UpstreamResponse, method: str) -> bool:
+        """Whether a challenger's failure is retried on the champion: a failure before any
+        response byte always (the client has seen nothing), a timeout as configured."""
+        settings = self.settings
+        if not settings.gateway_retry_on_champion:
+            return False
+        if result.unanswered:
+            return True
+        if result.outcome != TIMEOUT:
+            return False
+        policy = settings.gateway_retry_timeouts
+        return policy == "always" or (policy == "idempotent" and method in IDEMPOTENT_METHODS)
 
     async def _too_large(self, send: Send) -> None:
         self.metrics.rejected.labels("too_large").inc()

@@ -56,6 +56,12 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.retried_on_champion = Counter(
+            "shelf_gateway_retried_on_champion",
+            "Requests the challenger failed without answering, sent to the champion instead",
+            ["model", "outcome"],
+            registry=r,
+        )
         self.flush_failures = Counter(
             "shelf_gateway_flush_failures",
             "Failed statistics flushes (retried with the next flush)",

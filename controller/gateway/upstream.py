@@ -48,10 +48,17 @@ class UpstreamResponse:
     body: bytes
     latency_s: float
     error: str = ""
+    received: bool = False  # some response bytes arrived before the failure
 
     @property
     def failed(self) -> bool:
         return self.status == 0
+
+    @property
+    def unanswered(self) -> bool:
+        """Refused, unreachable, or dropped before a single response byte: the request may
+        be sent elsewhere without the client ever having seen a partial answer."""
+        return self.status == 0 and self.outcome == CONNECTION_ERROR and not self.received
 
 
 def status_class(status: int) -> str:
@@ -126,9 +133,9 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(ConnectionError("upstream tried to switch protocols"))
+            self._fail(_ConnectionLost("upstream tried to switch protocols", received=True))
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionError(f"malformed response: {exc}"))
+            self._fail(_ConnectionLost(f"malformed response: {exc}", received=True))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -334,8 +341,9 @@ class Upstream:
             return UpstreamResponse(TIMEOUT, 0, [], b"", time.perf_counter() - start, "timeout")
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+            received = isinstance(exc, _ConnectionLost) and exc.received
             return UpstreamResponse(
-                CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error
+                CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error, received
             )
 
     async def _exchange(

@@ -39,6 +39,12 @@ class ControllerSettings(Settings):
     gateway_shadow_queue: int = Field(default=1024, ge=0)
     gateway_refresh_interval_s: float = Field(default=0.25, gt=0, description="Routing-table poll")
     gateway_flush_interval_s: float = Field(default=1.0, gt=0, description="Statistics flush")
+    gateway_stats_max_pending_arms: int = Field(
+        default=10_000,
+        ge=1,
+        description="Arm statistics held in memory while the database is unreachable; "
+        "observations beyond are dropped and counted (shelf_gateway_stats_dropped_total)",
+    )
     gateway_prediction_path: str | None = Field(
         default=None, description="Dotted JSON path to the predicted class for non-OIP servers"
     )

@@ -68,6 +68,8 @@ class GatewayApp:
             database,
             settings.replica_id or default_replica_id(),
             on_flush_failure=self.metrics.flush_failures.inc,
+            max_pending_arms=settings.gateway_stats_max_pending_arms,
+            on_drop=self.metrics.stats_dropped.inc,
         )
         self.routes = RoutingTableSource(
             database, settings.gateway_refresh_interval_s, on_change=self._routes_changed

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from controller.gateway.recorder import Recorder
 from controller.gateway.request_id import InvalidRequestId, RequestId, RequestIdSigner
 from controller.tables import FeedbackReceipt, Rollout
-from registry.db.session import Database
+from registry.db.session import Database, database_unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,10 @@ class FeedbackIntake:
             model_id = await asyncio.to_thread(self._receive, request)
         except DBIntegrityError:
             return _error(409, "conflict", "feedback for this request id was already received")
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            return _error(503, "database_unavailable", "feedback cannot be recorded now; retry")
         if model_id is None:
             return _accepted("the rollout no longer exists")
         assert request.rollout_id is not None

@@ -62,6 +62,12 @@ class GatewayMetrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.stats_dropped = Counter(
+            "shelf_gateway_stats_dropped",
+            "Observations (responses, labels, rewards) dropped because the statistics buffer "
+            "was full while the database was unreachable",
+            registry=r,
+        )
         self.flush_failures = Counter(
             "shelf_gateway_flush_failures",
             "Failed statistics flushes (retried with the next flush)",

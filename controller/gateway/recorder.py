@@ -3,7 +3,7 @@
 The hot path only adds to an ``ArmStats`` in a dict (no I/O). Every flush interval the dict is
 swapped for an empty one and the swapped statistics become rows, one per arm, each numbered
 with its own ``seq``, inserted in one transaction on a worker thread. A failed flush keeps its
-rows, seqs and all, and sends them again in front of the next interval's: an insert whose
+rows, seqs and all, and sends them again before the next interval's: an insert whose
 ``(replica_id, seq)`` is already there is skipped, so a flush that committed but whose answer
 was lost (the ambiguous failure) is not counted twice when retried, and one that did not commit
 loses nothing.

@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from controller.config import ControllerSettings
+from controller.gateway.asgi import Receive, Scope, Send, send_json
 from registry.db.session import Database
 from shelf.demo.processes import start_model_server
 from tests.controller.gateway.harness import (
+    ServerThread,
     gateway_settings,
     infer_body,
     model_server,
@@ -106,3 +108,43 @@ def test_killing_the_challenger_mid_canary_shows_clients_no_errors(
     assert errors_before > 0.05 * total_before  # the outage is real and visible without retry
     assert errors_after == 0
     assert challenger_errors > 0 and retried >= challenger_errors  # still the challenger's
+
+
+async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+    """A challenger that answers everything after a second."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await asyncio.sleep(1.0)
+    await send_json(send, 200, {"arm": "challenger"})
+
+
+@pytest.mark.parametrize(
+    ("policy", "retried"),
+    [("never", set()), ("idempotent", {"GET", "PUT"}), ("always", {"GET", "PUT", "POST"})],
+)
+def test_timeouts_go_to_the_champion_as_configured(
+    backend_settings: ControllerSettings, database: Database, policy: str, retried: set[str]
+) -> None:
+    slow_server = ServerThread(slow).start()
+    try:
+        with model_server(version_name="v1") as champion_server:
+            champion, candidate = register(database, "slow", champion_server.url, slow_server.url)
+            rollout_id = start_rollout(database, "slow", champion, candidate, weight_bp=10_000)
+            settings = gateway_settings(
+                backend_settings, gateway_upstream_timeout_s=0.3, gateway_retry_timeouts=policy
+            )
+            with running_gateway(settings, database) as gateway:
+                gateway.wait_for(lambda r: r.get("slow", {}).get("rollout_id") == rollout_id)
+                for method in ("GET", "PUT", "POST"):
+                    answer = httpx.request(method, f"{gateway.url}/slow/v2/health/ready")
+                    if method in retried:
+                        assert answer.headers["x-shelf-version"] == "1", method
+                        assert answer.status_code != 504, method
+                    else:
+                        assert answer.status_code == 504, method
+                        assert answer.headers["x-shelf-version"] == "2", method
+    finally:
+        slow_server.stop()

@@ -6,6 +6,8 @@ home folder too), so the composition root loads this one object and hands it to 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from registry.config import Settings
@@ -22,11 +24,27 @@ class ControllerSettings(Settings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=0, le=65535)
     gateway_upstream_timeout_s: float = Field(default=10.0, gt=0)
+    gateway_retry_on_champion: bool = Field(
+        default=True,
+        description="Send a request the challenger refused or dropped before answering to the "
+        "champion once (the failure still counts against the challenger)",
+    )
+    gateway_retry_timeouts: Literal["never", "idempotent", "always"] = Field(
+        default="idempotent",
+        description="Which challenger timeouts are retried on the champion too: none, those of "
+        "idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE), or all",
+    )
     gateway_max_connections: int = Field(default=512, ge=1)
     gateway_shadow_concurrency: int = Field(default=32, ge=1)
     gateway_shadow_queue: int = Field(default=1024, ge=0)
     gateway_refresh_interval_s: float = Field(default=0.25, gt=0, description="Routing-table poll")
     gateway_flush_interval_s: float = Field(default=1.0, gt=0, description="Statistics flush")
+    gateway_stats_max_pending_arms: int = Field(
+        default=10_000,
+        ge=1,
+        description="Arm statistics held in memory while the database is unreachable; "
+        "observations beyond are dropped and counted (shelf_gateway_stats_dropped_total)",
+    )
     gateway_prediction_path: str | None = Field(
         default=None, description="Dotted JSON path to the predicted class for non-OIP servers"
     )

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from registry.outbound import DEFAULT_DENY, OutboundPolicy
+
 
 class Role(IntEnum):
     """Token roles, ordered: each role may do everything the roles below it may."""
@@ -65,6 +67,16 @@ class Settings(BaseSettings):
     tokens_file: Path | None = Field(default=None, description="File holding the same JSON list")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    outbound_allow: list[str] = Field(
+        default_factory=list,
+        description="JSON list of hosts/networks webhook and serving URLs may target "
+        "(empty: any host not denied)",
+    )
+    outbound_deny: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DENY),
+        description="JSON list of hosts/networks they may never target (link-local and "
+        "metadata addresses by default; checked before the allow list)",
+    )
 
     @field_validator("home", mode="after")
     @classmethod
@@ -82,6 +94,9 @@ class Settings(BaseSettings):
     @property
     def is_embedded_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy(self.outbound_allow, self.outbound_deny)
 
     def all_tokens(self) -> list[TokenSpec]:
         """Tokens from ``SHELF_TOKENS`` plus those in ``SHELF_TOKENS_FILE``."""

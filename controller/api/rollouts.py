@@ -107,7 +107,15 @@ def start(
 ) -> RolloutOut:
     plan = plan_of(body)  # InvalidInput (422) for a plan the reconciler could not judge
     with ctx.database.session() as session:
-        row = service.start_rollout(session, name, body.challenger, plan, who.name, body.router)
+        row = service.start_rollout(
+            session,
+            name,
+            body.challenger,
+            plan,
+            who.name,
+            ctx.settings.outbound_policy(),
+            body.router,
+        )
         return rollout_out(session, row, name)
 
 

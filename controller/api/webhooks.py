@@ -33,7 +33,9 @@ def create(
 ) -> WebhookOut:
     """The response is the only time the signing secret is shown."""
     with ctx.database.session() as session:
-        created = service.create(session, body.url, body.model, body.secret, who.name)
+        created = service.create(
+            session, body.url, body.model, body.secret, who.name, ctx.settings.outbound_policy()
+        )
         return webhook_out(created, reveal=True)
 
 

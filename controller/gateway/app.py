@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from typing import Any
@@ -32,20 +33,24 @@ from controller.gateway.asgi import (
 )
 from controller.gateway.feedback import FeedbackIntake
 from controller.gateway.metrics import GatewayMetrics
+from controller.gateway.paths import UnsafePath, split_target
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder, default_replica_id
 from controller.gateway.request_id import RequestIdSigner
-from controller.gateway.routing import Route, RoutingTable, RoutingTableSource
+from controller.gateway.routing import Route, RouteArm, RoutingTable, RoutingTableSource
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
 from controller.gateway.split import goes_to_challenger
-from controller.gateway.upstream import TIMEOUT, Upstream, content_type
+from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
+from registry.auth import Authenticator
+from registry.config import Role
 from registry.db.session import Database
+from registry.errors import ShelfError
 
 log = logging.getLogger(__name__)
 
-OIP_PREFIX = "/v2/models/"
 ROUTING_KEY = b"x-shelf-routing-key"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 DRAIN_S = 10.0
 SHADOW_DRAIN_S = 2.0
 
@@ -63,6 +68,8 @@ class GatewayApp:
             database,
             settings.replica_id or default_replica_id(),
             on_flush_failure=self.metrics.flush_failures.inc,
+            max_pending_arms=settings.gateway_stats_max_pending_arms,
+            on_drop=self.metrics.stats_dropped.inc,
         )
         self.routes = RoutingTableSource(
             database, settings.gateway_refresh_interval_s, on_change=self._routes_changed
@@ -71,6 +78,9 @@ class GatewayApp:
             self.signer, database, self.recorder, settings.feedback_ttl_hours
         )
         self.max_body = settings.max_request_body_mb * 1024 * 1024
+        # Only ``GET /v1/routes`` reads tokens: the data plane itself trusts no caller
+        # (docs/security.md, "The gateway").
+        self.authenticator = Authenticator(settings.all_tokens())
         self.upstream: Upstream | None = None
         self.shadow: ShadowMirror | None = None
         self.in_flight = 0
@@ -95,12 +105,12 @@ class GatewayApp:
                 await handler(scope, receive, send)
                 return
             raw: bytes = scope.get("raw_path") or path.encode()
-            if path.startswith(OIP_PREFIX):
-                model = path[len(OIP_PREFIX) :].partition("/")[0]
-                upstream_path = raw.decode("latin-1")
-            else:
-                model = path[1:].partition("/")[0]
-                upstream_path = raw[len(model) + 1 :].decode("latin-1") or "/"
+            try:
+                model, upstream_path = split_target(raw)
+            except UnsafePath as exc:
+                self.metrics.rejected.labels("bad_path").inc()
+                await send_error(send, 400, "bad_request", str(exc))
+                return
             query: bytes = scope["query_string"]
             if query:
                 upstream_path = f"{upstream_path}?{query.decode('latin-1')}"
@@ -160,24 +170,12 @@ class GatewayApp:
         ):
             arm = challenger
         method: str = scope["method"]
-        result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
+        result, predicted = await self._call(route, arm, method, upstream_path, forward, body)
+        if arm is challenger and result.failed and self._retry_on_champion(result, method):
+            self.metrics.retried_on_champion.labels(route.model, result.outcome).inc()
+            arm = route.champion
+            result, predicted = await self._call(route, arm, method, upstream_path, forward, body)
         outcome = result.outcome
-        predicted: str | None = None
-        stats_key = arm.stats_key
-        if stats_key is not None:
-            confidence: float | None = None
-            if result.status:
-                predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
-            self.recorder.arm(stats_key).record_response(
-                outcome, result.latency_s, predicted, confidence
-            )
-        self.metrics.observe_request(
-            route.model,
-            arm.version_label,
-            arm.name,
-            outcome,
-            result.latency_s if result.status else None,
-        )
         request_id = self.signer.issue(
             route.rollout_id, arm.version_id, arm.index, predicted, int(time.time())
         )
@@ -206,6 +204,49 @@ class GatewayApp:
             self.shadow.submit(
                 ShadowCopy(route.model, challenger, method, upstream_path, forward, body, predicted)
             )
+
+    async def _call(
+        self,
+        route: Route,
+        arm: RouteArm,
+        method: str,
+        upstream_path: str,
+        forward: Headers,
+        body: bytes,
+    ) -> tuple[UpstreamResponse, str | None]:
+        """One upstream call, recorded in the arm's statistics and the metrics."""
+        assert self.upstream is not None
+        result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
+        predicted: str | None = None
+        stats_key = arm.stats_key
+        if stats_key is not None:
+            confidence: float | None = None
+            if result.status:
+                predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
+            self.recorder.arm(stats_key).record_response(
+                result.outcome, result.latency_s, predicted, confidence
+            )
+        self.metrics.observe_request(
+            route.model,
+            arm.version_label,
+            arm.name,
+            result.outcome,
+            result.latency_s if result.status else None,
+        )
+        return result, predicted
+
+    def _retry_on_champion(self, result: UpstreamResponse, method: str) -> bool:
+        """Whether a challenger's failure is retried on the champion: a failure before any
+        response byte always (the client has seen nothing), a timeout as configured."""
+        settings = self.settings
+        if not settings.gateway_retry_on_champion:
+            return False
+        if result.unanswered:
+            return True
+        if result.outcome != TIMEOUT:
+            return False
+        policy = settings.gateway_retry_timeouts
+        return policy == "always" or (policy == "idempotent" and method in IDEMPOTENT_METHODS)
 
     async def _too_large(self, send: Send) -> None:
         self.metrics.rejected.labels("too_large").inc()
@@ -248,6 +289,14 @@ class GatewayApp:
         )
 
     async def _routes(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The routing table; serving URLs only for a caller with a token (any role), or, on a
+        gateway without tokens, a caller on loopback (the embedded default)."""
+        try:
+            with_urls = self._may_see_urls(scope)
+        except ShelfError as exc:
+            await send_error(send, exc.status_code, exc.code, exc.message)
+            return
+        table = self.routes.table
         await send_json(
             send,
             200,
@@ -255,9 +304,22 @@ class GatewayApp:
                 "replica_id": self.recorder.replica_id,
                 "loaded": self.routes.loaded,
                 "listening": self.routes.listening,
-                "models": {name: route.to_json() for name, route in self.routes.table.items()},
+                "urls_shown": with_urls,
+                "models": {name: route.to_json(with_urls) for name, route in table.items()},
             },
         )
+
+    def _may_see_urls(self, scope: Scope) -> bool:
+        authorization = next(
+            (value for name, value in scope["headers"] if name == b"authorization"), None
+        )
+        if self.authenticator.is_open:
+            client = scope.get("client")
+            return client is not None and _is_loopback(client[0])
+        if authorization is None:
+            return False
+        self.authenticator.authenticate(authorization.decode("latin-1")).require(Role.read)
+        return True
 
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -297,7 +359,9 @@ class GatewayApp:
         settings = self.settings
         self._stop = stop = asyncio.Event()
         self.upstream = Upstream(
-            settings.gateway_max_connections, settings.gateway_upstream_timeout_s
+            settings.gateway_max_connections,
+            settings.gateway_upstream_timeout_s,
+            settings.outbound_policy(),
         )
         self.shadow = ShadowMirror(
             self.upstream,
@@ -347,3 +411,10 @@ class GatewayApp:
 def create_gateway_app(settings: ControllerSettings, database: Database) -> Any:
     """The gateway as an ASGI app; serve it with uvicorn (lifespan on)."""
     return GatewayApp(settings, database)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -4,7 +4,8 @@ answered, by the signed request id alone.
 ``{"request_id": …, "label": <class>}`` records whether the label equals the class the arm
 predicted; ``{"request_id": …, "value": <float>}`` records a numeric reward. One
 ``FeedbackReceipt`` row per request id makes a second submission a 409 (its primary key is the
-request id, so two replicas racing on the same id cannot both win). The statistics themselves
+id's canonical spelling, ``RequestId.receipt_key``, never the string as submitted, and two
+replicas racing on the same id cannot both win). The statistics themselves
 go into the arm's in-memory accumulator and are flushed with everything else.
 """
 
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from controller.gateway.recorder import Recorder
 from controller.gateway.request_id import InvalidRequestId, RequestId, RequestIdSigner
 from controller.tables import FeedbackReceipt, Rollout
-from registry.db.session import Database
+from registry.db.session import Database, database_unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +82,14 @@ class FeedbackIntake:
             correct = request.label_matches(str(label))
             if correct is None:
                 return _accepted("the response carried no predicted class to compare with")
-        token: str = document["request_id"]
         try:
-            model_id = await asyncio.to_thread(self._receive, token, request)
+            model_id = await asyncio.to_thread(self._receive, request)
         except DBIntegrityError:
             return _error(409, "conflict", "feedback for this request id was already received")
+        except Exception as exc:
+            if not database_unavailable(exc):
+                raise
+            return _error(503, "database_unavailable", "feedback cannot be recorded now; retry")
         if model_id is None:
             return _accepted("the rollout no longer exists")
         assert request.rollout_id is not None
@@ -104,12 +108,12 @@ class FeedbackIntake:
             payload["correct"] = correct
         return FeedbackResult(200, payload)
 
-    def _receive(self, token: str, request: RequestId) -> int | None:
+    def _receive(self, request: RequestId) -> int | None:
         """The rollout's model id after recording the receipt; None if the rollout is gone."""
         with self._database.session() as session:
             rollout = session.get(Rollout, request.rollout_id)
             if rollout is None:
                 return None
-            session.add(FeedbackReceipt(request_id=token, rollout_id=rollout.id))
+            session.add(FeedbackReceipt(request_id=request.receipt_key, rollout_id=rollout.id))
             session.flush()
             return rollout.model_id

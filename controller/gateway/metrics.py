@@ -56,6 +56,18 @@ class GatewayMetrics:
             ["reason"],
             registry=r,
         )
+        self.retried_on_champion = Counter(
+            "shelf_gateway_retried_on_champion",
+            "Requests the challenger failed without answering, sent to the champion instead",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.stats_dropped = Counter(
+            "shelf_gateway_stats_dropped",
+            "Observations (responses, labels, rewards) dropped because the statistics buffer "
+            "was full while the database was unreachable",
+            registry=r,
+        )
         self.flush_failures = Counter(
             "shelf_gateway_flush_failures",
             "Failed statistics flushes (retried with the next flush)",

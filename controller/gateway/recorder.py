@@ -3,10 +3,17 @@
 The hot path only adds to an ``ArmStats`` in a dict (no I/O). Every flush interval the dict is
 swapped for an empty one and the swapped statistics become rows, one per arm, each numbered
 with its own ``seq``, inserted in one transaction on a worker thread. A failed flush keeps its
-rows, seqs and all, and sends them again in front of the next interval's: an insert whose
+rows, seqs and all, and sends them again before the next interval's: an insert whose
 ``(replica_id, seq)`` is already there is skipped, so a flush that committed but whose answer
 was lost (the ambiguous failure) is not counted twice when retried, and one that did not commit
 loses nothing.
+
+While the database is down the statistics wait in memory, bounded: the rows of the failed
+flush are retried on their own (same seqs) until they land, and only then is the next interval
+taken, so new observations keep merging into the same in-memory ``ArmStats`` instead of piling
+up one row per arm per interval. What is kept is one batch of rows plus one ``ArmStats`` per
+arm key, however long the outage; past ``max_pending_arms`` keys in memory, observations for a
+new key are dropped and counted (``dropped``, and ``on_drop`` for a Prometheus counter).
 
 ``seq`` is unique per replica and never reused: it starts at the replica's start time in
 microseconds and counts up, so a restarted replica with the same id starts beyond every seq it
@@ -49,6 +56,8 @@ class Recorder:
         replica_id: str,
         seq_start: int | None = None,
         on_flush_failure: Callable[[], None] | None = None,
+        max_pending_arms: int = 10_000,
+        on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self._database = database
         self.replica_id = replica_id[:64]
@@ -57,14 +66,20 @@ class Recorder:
         self._unwritten: list[dict[str, Any]] = []
         self._flush_lock = asyncio.Lock()
         self._on_flush_failure = on_flush_failure
+        self._max_pending_arms = max_pending_arms
+        self._on_drop = on_drop
+        self._overflow = ArmStats()  # where observations go once the bound is reached
         self.rows_written = 0
         self.rows_dropped = 0
+        self.dropped = 0  # responses, labels and rewards lost to the bound
 
     # -- hot path -------------------------------------------------------------------------
 
     def arm(self, key: ArmKey) -> ArmStats:
         stats = self._current.get(key)
         if stats is None:
+            if len(self._current) >= self._max_pending_arms:
+                return self._overflow
             stats = self._current[key] = ArmStats()
         return stats
 
@@ -97,22 +112,41 @@ class Recorder:
         return bool(self._unwritten) or any(not s.is_empty() for s in self._current.values())
 
     async def flush(self) -> bool:
-        """Write what has accumulated; True when nothing is left pending."""
+        """Write what has accumulated; True when nothing is left pending. Rows of a failed
+        flush go again alone first; the interval's statistics wait (merging) until they land."""
         async with self._flush_lock:
-            rows = self.take_rows()
-            if not rows:
-                return True
-            try:
-                written = await asyncio.to_thread(self._write, rows)
-            except Exception as exc:
-                log.warning("gateway statistics flush failed, will retry: %s", exc)
-                self._unwritten = rows + self._unwritten
-                if self._on_flush_failure is not None:
-                    self._on_flush_failure()
-                return False
-            self.rows_written += written
-            self.rows_dropped += len(rows) - written
+            self._count_overflow()
+            if self._unwritten:
+                retried, self._unwritten = self._unwritten, []
+                if not await self._write_rows(retried):
+                    return False
+            return await self._write_rows(self.take_rows())
+
+    async def _write_rows(self, rows: list[dict[str, Any]]) -> bool:
+        if not rows:
             return True
+        try:
+            written = await asyncio.to_thread(self._write, rows)
+        except Exception as exc:
+            log.warning("gateway statistics flush failed, will retry: %s", exc)
+            self._unwritten = rows + self._unwritten
+            if self._on_flush_failure is not None:
+                self._on_flush_failure()
+            return False
+        self.rows_written += written
+        self.rows_dropped += len(rows) - written
+        return True
+
+    def _count_overflow(self) -> None:
+        overflow = self._overflow
+        if overflow.is_empty():
+            return
+        self._overflow = ArmStats()
+        lost = overflow.requests + overflow.labels + overflow.rewards
+        self.dropped += lost
+        log.warning("gateway statistics buffer full: dropped %d observations", lost)
+        if self._on_drop is not None:
+            self._on_drop(lost)
 
     def _write(self, rows: list[dict[str, Any]]) -> int:
         """Inserts ``rows``, skipping any whose (replica_id, seq) an earlier, ambiguously failed

@@ -16,9 +16,11 @@ The predicted class is stored verbatim when it is at most 40 bytes of UTF-8, els
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 import itertools
 import random
+import re
 import struct
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -34,6 +36,9 @@ _KIND_NONE, _KIND_VERBATIM, _KIND_DIGEST = 0, 1, 2
 # 64-bit start per process costs nothing, where a system-random draw per request is a syscall.
 _nonces = itertools.count(random.SystemRandom().getrandbits(63))
 _NONCE_MASK = (1 << 64) - 1
+# Unpadded base64url only: the decoder would otherwise skip stray characters and padding, and
+# so accept many spellings of one id (each a fresh receipt key: the replay of issue 10).
+_CANONICAL_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class InvalidRequestId(ValueError):
@@ -42,6 +47,10 @@ class InvalidRequestId(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RequestId:
+    """A verified id. ``receipt_key`` is its one canonical spelling (re-encoded from the decoded
+    bytes), so every accepted spelling of one request maps to one feedback receipt."""
+
+    receipt_key: str
     rollout_id: int | None
     version_id: int
     arm: str
@@ -94,15 +103,22 @@ class RequestIdSigner:
             + tail
         )
         mac = hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
-        return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
+        return _encode(body + mac)
 
     def verify(self, token: str) -> RequestId:
+        """The id ``token`` spells, accepted only in the canonical encoding the gateway issues:
+        unpadded base64url with no other characters, and no unused bits set in its last
+        character (decoding then re-encoding must give ``token`` back)."""
         if not isinstance(token, str) or len(token) > 128:
             raise InvalidRequestId("request id is not a Shelf request id")
+        if not _CANONICAL_ALPHABET.fullmatch(token) or len(token) % 4 == 1:
+            raise InvalidRequestId("request id is not canonical unpadded base64url")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except ValueError:
+        except (ValueError, binascii.Error):
             raise InvalidRequestId("request id is not valid base64url") from None
+        if _encode(raw) != token:
+            raise InvalidRequestId("request id is not canonical unpadded base64url")
         if len(raw) < _HEAD.size + _MAC_BYTES:
             raise InvalidRequestId("request id is too short")
         body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
@@ -123,6 +139,7 @@ class RequestIdSigner:
         elif kind == _KIND_DIGEST:
             digest = tail
         return RequestId(
+            receipt_key=token,
             rollout_id=rollout_id or None,
             version_id=version_id,
             arm=ARMS[arm_index],
@@ -130,3 +147,7 @@ class RequestIdSigner:
             predicted_class=predicted,
             predicted_digest=digest,
         )
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -40,8 +40,9 @@ class RouteArm:
     version_label: str  # precomputed for the hot path: metrics label …
     version_header: bytes  # … and X-Shelf-Version
 
-    def to_json(self) -> dict[str, Any]:
-        return {"version_id": self.version_id, "version": self.version, "url": self.serving_url}
+    def to_json(self, with_url: bool = True) -> dict[str, Any]:
+        url = self.serving_url if with_url else None
+        return {"version_id": self.version_id, "version": self.version, "url": url}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +57,14 @@ class Route:
     strategy: str | None
     state: str | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, with_urls: bool = True) -> dict[str, Any]:
+        """The route as ``GET /v1/routes`` shows it; serving URLs (internal addresses) only
+        with ``with_urls``."""
+        challenger = self.challenger
         return {
             "model_id": self.model_id,
-            "champion": self.champion.to_json(),
-            "challenger": self.challenger.to_json() if self.challenger else None,
+            "champion": self.champion.to_json(with_urls),
+            "challenger": challenger.to_json(with_urls) if challenger else None,
             "weight_bp": self.weight_bp,
             "mirror": self.mirror,
             "rollout_id": self.rollout_id,

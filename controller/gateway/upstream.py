@@ -11,12 +11,18 @@ time per connection, bodies buffered (bounded by ``max_request_body_mb`` on the 
 Response bodies pass through unchanged (still content-encoded, if the server compressed
 them); the gateway only looks inside uncompressed JSON. A request that fails on a reused
 keep-alive connection before a single response byte arrived (the server closed the idle
-connection as we wrote) is retried once on a fresh connection; nothing else is retried.
+connection as we wrote) is retried once on a fresh connection; nothing else is retried here
+(the gateway may retry on the champion, see ``GatewayApp``).
+
+Each new connection resolves the serving URL's host itself and connects only to addresses the
+outbound policy allows (``registry.outbound``), to the very address it checked, so a name that
+resolves to a metadata address is refused however it was registered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections import deque
@@ -26,6 +32,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from controller.gateway.asgi import Headers
+from registry.outbound import OutboundPolicy
 
 STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 TIMEOUT = "timeout"
@@ -41,10 +48,17 @@ class UpstreamResponse:
     body: bytes
     latency_s: float
     error: str = ""
+    received: bool = False  # some response bytes arrived before the failure
 
     @property
     def failed(self) -> bool:
         return self.status == 0
+
+    @property
+    def unanswered(self) -> bool:
+        """Refused, unreachable, or dropped before a single response byte: the request may
+        be sent elsewhere without the client ever having seen a partial answer."""
+        return self.status == 0 and self.outcome == CONNECTION_ERROR and not self.received
 
 
 def status_class(status: int) -> str:
@@ -81,6 +95,10 @@ class Origin:
         return cls(parts.hostname, port, tls, parts.netloc.encode(), parts.path.rstrip("/"))
 
 
+class OutboundRefused(ConnectionError):
+    """Every address of the upstream's host is one the outbound policy denies."""
+
+
 class _ConnectionLost(ConnectionError):
     def __init__(self, message: str, received: bool) -> None:
         super().__init__(message)
@@ -115,9 +133,9 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(ConnectionError("upstream tried to switch protocols"))
+            self._fail(_ConnectionLost("upstream tried to switch protocols", received=True))
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionError(f"malformed response: {exc}"))
+            self._fail(_ConnectionLost(f"malformed response: {exc}", received=True))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -186,10 +204,17 @@ class _Connection(asyncio.Protocol):
 class _Pool:
     """Idle connections to one origin (LIFO, so few stay warm) and a cap on open ones."""
 
-    def __init__(self, origin: Origin, limit: int, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        origin: Origin,
+        limit: int,
+        ssl_context: ssl.SSLContext | None,
+        outbound: OutboundPolicy | None = None,
+    ) -> None:
         self.origin = origin
         self._limit = limit
         self._ssl = ssl_context
+        self._outbound = outbound
         self._idle: list[_Connection] = []
         self._open = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
@@ -215,22 +240,37 @@ class _Pool:
                 return handed
         self._open += 1
         try:
-            origin = self.origin
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(loop),
-                    origin.host,
-                    origin.port,
-                    ssl=self._ssl,
-                    server_hostname=origin.host if self._ssl else None,
-                ),
-                timeout_s,
-            )
+            connection = await asyncio.wait_for(self._connect(loop), timeout_s)
         except BaseException:
             self._open -= 1
             self._wake_one()
             raise
         return connection
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        origin = self.origin
+        hosts: list[str] = [origin.host]
+        if self._outbound is not None:
+            infos = await loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+            hosts = [str(info[4][0]) for info in infos]
+            hosts = [host for host in dict.fromkeys(hosts) if self._outbound.allowed_address(host)]
+            if not hosts:
+                raise OutboundRefused(f"the outbound policy allows no address of {origin.host}")
+        error: OSError | None = None
+        for host in hosts:
+            try:
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(loop),
+                    host,
+                    origin.port,
+                    ssl=self._ssl,
+                    server_hostname=origin.host if self._ssl else None,
+                )
+                return connection
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        raise error
 
     def release(self, connection: _Connection) -> None:
         if connection.closed or not connection.keep_alive:
@@ -260,9 +300,12 @@ class _Pool:
 
 
 class Upstream:
-    def __init__(self, max_connections: int, timeout_s: float) -> None:
+    def __init__(
+        self, max_connections: int, timeout_s: float, outbound: OutboundPolicy | None = None
+    ) -> None:
         self._limit = max_connections
         self._timeout_s = timeout_s
+        self._outbound = outbound
         self._pools: dict[str, _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
 
@@ -273,7 +316,7 @@ class Upstream:
             if origin.tls and self._ssl is None:
                 self._ssl = ssl.create_default_context()
             pool = self._pools[base_url] = _Pool(
-                origin, self._limit, self._ssl if origin.tls else None
+                origin, self._limit, self._ssl if origin.tls else None, self._outbound
             )
         return pool
 
@@ -298,8 +341,9 @@ class Upstream:
             return UpstreamResponse(TIMEOUT, 0, [], b"", time.perf_counter() - start, "timeout")
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+            received = isinstance(exc, _ConnectionLost) and exc.received
             return UpstreamResponse(
-                CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error
+                CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error, received
             )
 
     async def _exchange(

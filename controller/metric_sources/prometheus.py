@@ -15,11 +15,11 @@ increment is its value at the end, as Prometheus's own ``increase()`` assumes.
 
 What counters cannot give (docs/statistics.md, "Counters instead of requests"): the latency of
 each request, only a bucket, and only of the requests the histogram times (exporters often time
-errors too, where the gateway times successful answers only). Each bucket's requests are recorded at its geometric midpoint, so
-the tail-latency guardrails (exceedance of a quantile) are as exact as the buckets, while the
-mean-log-latency guardrail sees no spread within a bucket. Requests are not routed by key, so
-the variance is per request; predicted classes, confidences and labels need their own
-counters and are not read here.
+errors too, where the gateway times successful answers only). Each bucket's requests are
+recorded at its geometric midpoint, so the tail-latency guardrails (exceedance of a quantile)
+are as exact as the buckets, while the mean-log-latency guardrail sees no spread within a
+bucket. Requests are not routed by key, so the variance is per request; predicted classes,
+confidences and labels need their own counters and are not read here.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ class Reconciler:
         lock_dir = settings.home
         self.lock = LeaderLock(database.engine, lock_dir)
         self.http = httpx.Client(timeout=httpx.Timeout(5.0))
+        self.outbound = settings.outbound_policy()
         self.is_leader = False
 
     def tick(self) -> None:
@@ -75,7 +76,7 @@ class Reconciler:
         self.route()
         try:
             with self.database.session() as session:
-                deliver_due(session, self.http)
+                deliver_due(session, self.http, outbound=self.outbound)
         except Exception:
             log.exception("webhook delivery failed; will retry")
 
@@ -150,7 +151,7 @@ class Reconciler:
                     continue
                 desired = service.desired_weights(session, rollout)
                 try:
-                    ack = router_for(rollout.router, self.http).apply(desired)
+                    ack = router_for(rollout.router, self.http, self.outbound).apply(desired)
                 except RouterError as error:
                     ROUTING_FAILURES.inc()
                     log.warning("router of rollout %s failed: %s", rollout_id, error)

@@ -21,6 +21,7 @@ from registry.db.base import utcnow
 from registry.db.tables import Alias, Model, ModelVersion
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.names import Reference
+from registry.outbound import OutboundPolicy
 from registry.services import aliases, audit
 from registry.services.lookup import get_model
 from registry.services.versions import resolve
@@ -60,12 +61,17 @@ def start_rollout(
     challenger: int,
     plan: RolloutPlan,
     actor: str,
+    outbound: OutboundPolicy | None = None,
     router: RouterSpec | None = None,
 ) -> Rollout:
-    """A rollout of version ``challenger`` against the champion, routed by the built-in gateway
-    or by ``router``."""
-    if router is not None and router.kind == "webhook" and not (router.url and router.secret):
-        raise InvalidInput("a webhook router needs a url and a secret (16 characters or more)")
+    """Starts the rollout, routed by the built-in gateway or by ``router``; with ``outbound``
+    both serving URLs (and a webhook router's URL) must be allowed by it (they were registered
+    under the policy of that time, which may have been tightened since)."""
+    if router is not None and router.kind == "webhook":
+        if not (router.url and router.secret):
+            raise InvalidInput("a webhook router needs a url and a secret (16 characters or more)")
+        if outbound is not None:
+            outbound.check_url(router.url, "router URL")
     model = get_model(session, name)
     champion = champion_of(session, model)
     if champion is None:
@@ -83,6 +89,8 @@ def start_rollout(
             raise InvalidInput(
                 f"{name}@{version.version} has no serving URL; register it with --serving-url"
             )
+        if outbound is not None:
+            outbound.check_url(version.serving_url, f"{name}@{version.version}'s serving URL")
     if active_rollout(session, model) is not None:
         raise Conflict(f"model {name!r} already has an active rollout; abort it first")
     now = utcnow()

@@ -7,7 +7,8 @@ import httpx
 import orjson
 
 from controller.routers.base import Acknowledgement, DesiredWeights, RouterError
-from controller.webhooks.outbox import SIGNATURE_HEADER, sign
+from controller.webhooks.outbox import SIGNATURE_HEADER, check_resolved, sign
+from registry.outbound import OutboundPolicy
 
 EVENT = "router.weights"
 
@@ -15,11 +16,19 @@ EVENT = "router.weights"
 class WebhookRouter:
     kind = "webhook"
 
-    def __init__(self, url: str, secret: str, client: httpx.Client, timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        client: httpx.Client,
+        timeout_s: float,
+        outbound: OutboundPolicy | None = None,
+    ) -> None:
         self.url = url
         self.secret = secret
         self.client = client
         self.timeout_s = timeout_s
+        self.outbound = outbound
 
     def apply(self, desired: DesiredWeights) -> Acknowledgement:
         body = orjson.dumps(desired.to_json())
@@ -29,10 +38,12 @@ class WebhookRouter:
             "X-Shelf-Event": EVENT,
         }
         try:
+            if self.outbound is not None:
+                check_resolved(self.url, self.outbound)  # where the name points now
             response = self.client.post(
                 self.url, content=body, headers=headers, timeout=self.timeout_s
             )
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # whatever fails, the data plane did not confirm
             raise RouterError(f"{exc.__class__.__name__}: {exc}"[:500]) from None
         if not response.is_success:
             raise RouterError(f"HTTP {response.status_code}: {response.text[:300]}")

@@ -1,17 +1,24 @@
 """What admins do to webhooks: register one (for a model or every model), list, delete.
-Each change is an audit event."""
+Each change is an audit event.
+
+A webhook URL is often a credential in itself (a chat hook's path, ``user:password@``), and the
+audit trail is readable by every token, so ``webhook.created`` records only the URL's scheme
+and host (``redacted_url``); the full URL is shown to admins only, by listing webhooks."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller.tables import Webhook
 from registry.db.tables import Model
-from registry.errors import NotFound
+from registry.errors import InvalidInput, NotFound
+from registry.outbound import OutboundPolicy
 from registry.services import audit
 from registry.services.lookup import get_model
 
@@ -24,10 +31,37 @@ class RegisteredWebhook:
     model: str | None
 
 
+def redacted_url(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: no user info, path, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def check_webhook_url(url: str, outbound: OutboundPolicy) -> str:
+    """``url`` if the sender can deliver to it: a well-formed http(s) URL without whitespace or
+    control characters, that httpx parses, to a host the outbound policy allows."""
+    outbound.check_url(url, "webhook URL")
+    try:
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise InvalidInput(f"webhook URL {url!r} is not a valid URL: {exc}") from None
+    return url
+
+
 def create(
-    session: Session, url: str, model: str | None, secret: str | None, actor: str
+    session: Session,
+    url: str,
+    model: str | None,
+    secret: str | None,
+    actor: str,
+    outbound: OutboundPolicy,
 ) -> RegisteredWebhook:
     """Registers ``url``; without ``secret`` a signing secret is generated."""
+    check_webhook_url(url, outbound)
     target = get_model(session, model) if model else None
     hook = Webhook(
         model_id=target.id if target else None,
@@ -37,7 +71,9 @@ def create(
     )
     session.add(hook)
     session.flush()
-    audit.record(session, "webhook.created", actor, target, webhook_id=hook.id, url=hook.url)
+    audit.record(
+        session, "webhook.created", actor, target, webhook_id=hook.id, url=redacted_url(hook.url)
+    )
     return RegisteredWebhook(hook, model)
 
 

@@ -7,9 +7,12 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry.db.session import database_unavailable
 from registry.errors import ShelfError
 
 log = logging.getLogger("shelf.api")
@@ -24,6 +27,8 @@ _HTTP_CODES = {
     413: "payload_too_large",
     422: "invalid_input",
 }
+DATABASE_UNAVAILABLE = "database_unavailable"
+RETRY_AFTER_S = 5
 
 
 def error_body(code: str, message: str, **detail: object) -> dict[str, object]:
@@ -69,6 +74,28 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("conflict", "the change conflicts with the current state; retry"),
             status_code=409,
         )
+
+    async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            log.error("database error", exc_info=exc)
+            return JSONResponse(
+                error_body("internal", "internal server error; see the server log"),
+                status_code=500,
+            )
+        log.warning("database unavailable: %s", str(exc).splitlines()[0][:300])
+        return JSONResponse(
+            error_body(
+                DATABASE_UNAVAILABLE,
+                "the metadata database is unreachable; retry shortly",
+                retry_after_s=RETRY_AFTER_S,
+            ),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    # Handled here, not by the catch-all below: Starlette re-raises what reaches that one.
+    for kind in (DBAPIError, PoolTimeout):
+        app.add_exception_handler(kind, _database_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

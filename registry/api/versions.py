@@ -94,6 +94,8 @@ def create_version(
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.publish)),
 ) -> VersionOut:
+    if body.serving_url is not None:
+        ctx.settings.outbound_policy().check_url(body.serving_url, "serving URL")
     files = [versions.FileEntry(f.path, f.size, f.digest) for f in body.files]
     spec = versions.VersionSpec(
         description=body.description,

@@ -5,16 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from collections.abc import Iterator
-from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from controller.config import ControllerSettings
 from controller.plans import RolloutPlan
 from controller.rollouts import service
 from controller.tables import Webhook, WebhookDelivery
@@ -22,59 +16,7 @@ from controller.webhooks.outbox import MAX_ATTEMPTS, deliver_due
 from registry.db.base import utcnow
 from registry.db.session import Database
 from tests.controller.factories import model_with_versions
-
-SECRET = "webhook-secret-0123456789"
-
-
-class Receiver(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.fail_next = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        status = 500 if self.server.fail_next > 0 else 204
-        self.server.fail_next -= 1
-        if status == 204:
-            self.server.received.append((dict(self.headers), body))
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture
-def database(backend_settings: ControllerSettings) -> Iterator[Database]:
-    db = Database(backend_settings.resolved_database_url)
-    yield db
-    db.dispose()
-
-
-def _make_due(database: Database) -> None:
-    with database.session() as session:
-        session.execute(
-            update(WebhookDelivery).values(next_attempt_at=utcnow() - timedelta(seconds=1))
-        )
+from tests.controller.webhooks.receiver import SECRET, Receiver, make_due
 
 
 def test_signed_delivery_is_retried_with_backoff_until_it_lands(
@@ -95,7 +37,7 @@ def test_signed_delivery_is_retried_with_backoff_until_it_lands(
             assert delivery.attempts == 1 and delivery.last_error == "HTTP 500"
             assert delivery.next_attempt_at > utcnow()  # backing off, not hammering
             assert deliver_due(session, client) == 0  # not due yet
-        _make_due(database)
+        make_due(database)
         with database.session() as session:
             assert deliver_due(session, client) == 1
 
@@ -118,7 +60,7 @@ def test_a_dead_receiver_is_given_up_on_after_max_attempts(database: Database) -
         service.start_rollout(session, "fraud", 2, RolloutPlan(), "alice")
     with httpx.Client(timeout=2) as client:
         for _ in range(MAX_ATTEMPTS):
-            _make_due(database)
+            make_due(database)
             with database.session() as session:
                 deliver_due(session, client)
     with database.session() as session:

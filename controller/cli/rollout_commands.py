@@ -43,17 +43,29 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def parse_margins(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    options: dict[str, dict[str, float]] = {}
+_THRESHOLD = re.compile(r"^[+]?\d+(?:\.\d+)?(?:e-?\d+)?%?$")
+
+
+def parse_thresholds(
+    items: tuple[str, ...], key: str, options: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``METRIC=VALUE`` items into guardrail options: ``error_rate=0.002`` (absolute, the
+    effect's units) or ``error_rate=+20%`` (relative to the champion)."""
+    options = options if options is not None else {}
     for item in items:
         metric, _, value = item.partition("=")
-        try:
-            options[metric.strip()] = {"margin": float(value)}
-        except ValueError:
+        value = value.strip()
+        if not metric.strip() or not _THRESHOLD.match(value):
             raise InvalidInput(
-                f"invalid margin {item!r}: use METRIC=VALUE, e.g. error_rate=0.01"
-            ) from None
+                f"invalid {key} {item!r}: use METRIC=VALUE, e.g. error_rate=0.002 or latency=5%"
+            )
+        number: float | str = value if value.endswith("%") else float(value)
+        options.setdefault(metric.strip(), {})[key] = number
     return options
+
+
+def parse_margins(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    return parse_thresholds(items, "margin")
 
 
 def parse_steps(text: str) -> list[float]:
@@ -158,7 +170,28 @@ def rollout() -> None:
     "margins",
     multiple=True,
     metavar="METRIC=VALUE",
-    help="Non-inferiority margin of a guardrail, e.g. error_rate=0.01; repeatable",
+    help="Non-inferiority margin of a guardrail, absolute or relative to the champion, "
+    "e.g. error_rate=0.002, latency=5%; repeatable",
+)
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Harm threshold of a guardrail (at least its margin), e.g. error_rate=+20%, "
+    "latency=10%; repeatable",
+)
+@click.option(
+    "--time-block",
+    default="10m",
+    show_default=True,
+    help="Statistics compare the arms within steps and time blocks of this length",
+)
+@click.option(
+    "--warmup",
+    default="0s",
+    show_default=True,
+    help="Start of every step that is recorded and shown but not judged, e.g. 60s",
 )
 @click.option(
     "--wait",
@@ -184,6 +217,9 @@ def rollout_start(
     alpha: float,
     guardrails: tuple[str, ...],
     margins: tuple[str, ...],
+    tolerances: tuple[str, ...],
+    time_block: str,
+    warmup: str,
     wait: bool,
     wait_timeout: str,
     as_json: bool,
@@ -202,7 +238,9 @@ def rollout_start(
         on_timeout=on_timeout,
         alpha=alpha,
         guardrails=guardrails,
-        guardrail_options=parse_margins(margins),
+        guardrail_options=parse_thresholds(tolerances, "tolerance", parse_margins(margins)),
+        time_block_s=parse_duration(time_block),
+        warmup_s=parse_duration(warmup),
     )
     if wait:
         return wait_for_outcome(client, created.id, parse_duration(wait_timeout), as_json)

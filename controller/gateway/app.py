@@ -35,10 +35,10 @@ from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder, default_replica_id
 from controller.gateway.request_id import RequestIdSigner
-from controller.gateway.routing import Route, RoutingTable, RoutingTableSource
+from controller.gateway.routing import Route, RoutingTable, RoutingTableSource, clocks_of
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
-from controller.gateway.split import goes_to_challenger
+from controller.gateway.split import goes_to_challenger, unit_bucket
 from controller.gateway.upstream import TIMEOUT, Upstream, content_type
 from registry.db.session import Database
 
@@ -164,12 +164,15 @@ class GatewayApp:
         outcome = result.outcome
         predicted: str | None = None
         stats_key = arm.stats_key
+        unit: int | None = None
         if stats_key is not None:
             confidence: float | None = None
             if result.status:
                 predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
+            if key is not None:
+                unit = unit_bucket(route.model.encode(), key)
             self.recorder.arm(stats_key).record_response(
-                outcome, result.latency_s, predicted, confidence
+                outcome, result.latency_s, predicted, confidence, unit
             )
         self.metrics.observe_request(
             route.model,
@@ -204,7 +207,9 @@ class GatewayApp:
             )
         if route.mirror and challenger is not None and self.shadow is not None:
             self.shadow.submit(
-                ShadowCopy(route.model, challenger, method, upstream_path, forward, body, predicted)
+                ShadowCopy(
+                    route.model, challenger, method, upstream_path, forward, body, predicted, unit
+                )
             )
 
     async def _too_large(self, send: Send) -> None:
@@ -276,6 +281,7 @@ class GatewayApp:
 
     def _routes_changed(self, table: RoutingTable) -> None:
         self.metrics.set_weights({name: route.weight_bp for name, route in table.items()})
+        self.recorder.set_clocks(clocks_of(table))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

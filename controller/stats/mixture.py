@@ -112,3 +112,38 @@ def chi2_cs_radius(scale: float, tau2: float, dof: int, alpha: float) -> float:
     return math.sqrt(
         2.0 * scale * total / tau2 * (math.log(1.0 / alpha) + 0.5 * dof * math.log(total / scale))
     )
+
+
+def one_sided_radius(variance: float, tau2: float, alpha: float) -> float:
+    """The ``u`` at which the one-sided mixture (2) reaches ``1 / alpha``: ``x - u`` is a lower
+    confidence sequence for ``delta`` at level ``alpha`` (every ``theta <= x - u`` is rejected
+    by the test of ``H0: delta <= theta``; Howard et al. 2021, Sec. 3.4), and ``x + u`` the
+    mirrored upper one. The harm-side bound and the harm test therefore always agree.
+
+    The mixture is increasing in ``u``, and at the two-sided radius it is at least ``1/alpha``
+    (the ``2 Phi`` factor is at least 1 there), so bisection on ``[0, cs_radius]`` finds it."""
+    target = math.log(1.0 / alpha)
+    low, high = 0.0, cs_radius(variance, tau2, alpha)
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        if one_sided_log_lr(middle, variance, tau2) < target:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-12 * max(high, 1e-300):
+            break
+    return high
+
+
+def chi2_p_value_beyond(
+    distance: float, tolerance: float, scale: float, tau2: float, dof: int
+) -> float:
+    """Anytime-valid p-value for ``TV > tolerance`` from the ellipsoid of
+    :func:`chi2_cs_radius`: the smallest ``alpha`` at which ``TV(d) - R(alpha)/2 > tolerance``,
+    in closed form from ``R^2 = 2 c (c + tau2) / tau2 (log(1/alpha) + dof/2 log((c + tau2)/c))``."""
+    gap = distance - tolerance
+    if gap <= 0.0:
+        return 1.0
+    total = scale + tau2
+    log_inv_alpha = 2.0 * gap * gap * tau2 / (scale * total) - 0.5 * dof * math.log(total / scale)
+    return 1.0 if log_inv_alpha <= 0.0 else math.exp(-log_inv_alpha)

@@ -302,18 +302,38 @@ def show_status(r: RolloutOut) -> None:
     evidence = _guardrails(r)
     if evidence:
         table(
-            ["guardrail", "verdict", "p-value", "effect", "confidence sequence"],
+            [
+                "guardrail",
+                "verdict",
+                "p-value",
+                "effect",
+                "confidence sequence",
+                "margin/tolerance",
+            ],
             [
                 [
                     e.metric,
                     e.verdict,
                     _num(e.p_value),
-                    _num(e.effect),
-                    f"[{_num(e.ci_low)}, {_num(e.ci_high)}]",
+                    _effect(e),
+                    f"[{e.shown(e.ci_low)}, {e.shown(e.ci_high)}]",
+                    f"{e.shown(e.margin, False)} / {e.shown(e.tolerance, False)}",
                 ]
                 for e in evidence
             ],
         )
+        if any(e.verdict == "harm" for e in evidence):
+            output.console.print(
+                "  * at an early stop the effect overstates the truth; the conservative end of "
+                "the confidence sequence does not",
+                highlight=False,
+            )
+
+
+def _effect(e: Evidence) -> str:
+    if e.verdict == "harm" and e.effect_conservative is not None:
+        return f"{e.shown(e.effect)} (at least {e.shown(e.effect_conservative)})*"
+    return e.shown(e.effect)
 
 
 def _num(value: float | None) -> str:

@@ -27,6 +27,19 @@ Worse = Literal["higher", "lower", "shift"]
 EffectUnit = Literal["rate", "log_ratio", "mean", "tv"]
 
 
+def display_value(value: float, unit: EffectUnit) -> float:
+    """An effect in the units people read: percentage points for rates, percentage change for
+    log ratios, unchanged otherwise."""
+    if unit == "rate":
+        return value * 100.0
+    if unit == "log_ratio":
+        return math.expm1(value) * 100.0
+    return value
+
+
+DISPLAY_UNITS: dict[str, str] = {"rate": "pp", "log_ratio": "% change", "mean": "", "tv": "TV"}
+
+
 def format_effect(value: float | None, unit: EffectUnit, signed: bool = True) -> str:
     """An effect as people read it: ``+0.62 pp``, ``+7.3 %``, ``+0.012``, ``TV 0.031``."""
     if value is None:

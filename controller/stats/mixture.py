@@ -120,17 +120,30 @@ def one_sided_radius(variance: float, tau2: float, alpha: float) -> float:
     by the test of ``H0: delta <= theta``; Howard et al. 2021, Sec. 3.4), and ``x + u`` the
     mirrored upper one. The harm-side bound and the harm test therefore always agree.
 
-    The mixture is increasing in ``u``, and at the two-sided radius it is at least ``1/alpha``
-    (the ``2 Phi`` factor is at least 1 there), so bisection on ``[0, cs_radius]`` finds it."""
+    The mixture is increasing in ``u``. Without its ``Phi`` factor (at most 1) the root is the
+    two-sided radius at ``2 alpha``, a lower bracket; at the two-sided radius at ``alpha`` the
+    mixture is at least ``1 / alpha`` (there ``2 Phi >= 1``), an upper one. Newton steps from
+    the lower bracket, kept inside it by bisection, converge in a few iterations."""
     target = math.log(1.0 / alpha)
-    low, high = 0.0, cs_radius(variance, tau2, alpha)
-    for _ in range(60):
-        middle = 0.5 * (low + high)
-        if one_sided_log_lr(middle, variance, tau2) < target:
-            low = middle
+    low = cs_radius(variance, tau2, min(2.0 * alpha, 0.999))
+    high = cs_radius(variance, tau2, alpha)
+    total = variance + tau2
+    slope = math.sqrt(tau2 / (variance * total))
+    u = low
+    for _ in range(50):
+        f = one_sided_log_lr(u, variance, tau2) - target
+        if abs(f) < 1e-12:
+            return u
+        if f < 0.0:
+            low = u
         else:
-            high = middle
-        if high - low <= 1e-12 * max(high, 1e-300):
+            high = u
+        z = u * slope
+        mills = math.exp(-0.5 * z * z - _HALF_LOG_2PI - log_normal_cdf(z))
+        derivative = tau2 * u / (variance * total) + slope * mills
+        step = u - f / derivative if derivative > 0.0 else high
+        u = step if low < step < high else 0.5 * (low + high)
+        if high - low <= 1e-14 * high:
             break
     return high
 

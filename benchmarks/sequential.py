@@ -369,6 +369,15 @@ SCENARIOS = (
         errors(0.015),
         fixed_horizon_n=lambda: _n_normal(proportion_effectsize(0.015, 0.01)),
     ),
+    Scenario(
+        "error 1% vs 1.5%, tolerance 0.01 pp",
+        "ab",
+        "error_rate",
+        errors(0.01),
+        errors(0.015),
+        fixed_horizon_n=lambda: _n_normal(proportion_effectsize(0.015, 0.01)),
+        options={"margin": 0.0001, "tolerance": 0.0001},
+    ),
     Scenario("lognormal latency equal", "aa", "latency", latencies(0.05), latencies(0.05)),
     Scenario(
         "lognormal latency +25% median",
@@ -621,7 +630,7 @@ def main() -> None:
     parser.add_argument("--looks", type=int, default=300, help="looks per replication")
     parser.add_argument("--only", default="", help="run scenarios whose name contains this")
     args = parser.parse_args()
-    reps = args.reps or (200 if args.quick else 1000)
+    reps = args.reps or (100 if args.quick else 1000)
 
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()

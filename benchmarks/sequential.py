@@ -1,20 +1,28 @@
-"""Sequential guardrail tests under continuous monitoring: false alarms, power, stopping time.
+"""Sequential guardrail tests under continuous monitoring, driven through the reconciler's own
+judge-and-decide path: false alarms, power, stopping time.
 
-Simulates a champion and a challenger arm, looks after every batch (``--batch`` observations
-per arm, ``--batches`` looks), and repeats ``--reps`` times with a fixed ``--seed``. Two
-methods judge the same data at every look:
+Each replication simulates a rollout look by look (``LOOK_S`` simulated seconds each): traffic
+is split by the plan's current step, recorded per stratum (step and time block) like the
+gateway records it, judged like the reconciler judges it (``controller.reconciler.judge``:
+per-stratum totals, ``evaluate_strata`` with the change detector), and ``controller.plans.
+decide`` moves the rollout (advance, promote, roll back). Methods on the same data:
 
-- ``shelf``: the guardrail's anytime-valid mixture test, through ``controller.stats.evaluate``
-  on ``ArmStats`` built from the cumulative counts (alpha 0.05 for the single guardrail);
-- ``naive``: the plain fixed-horizon test (one-sided z-test, or chi-square for shifts) at
-  alpha 0.05, repeated at every look, which is what peeking at a dashboard amounts to.
+- ``shelf``: that path;
+- ``pooled`` (the new scenario families only): what Shelf did before stratification, unit
+  variance and the change detector: one cumulative total per arm, per-request variance
+  (``evaluate`` on the pooled totals), so the effect of those changes shows side by side;
+- ``naive`` (the stationary families): the plain fixed-horizon test (one-sided z-test, or
+  chi-square for shifts) at alpha 0.05 repeated at every look, which is what peeking at a
+  dashboard amounts to.
 
-A/A scenarios report the share of replications that ever flagged harm (with a one-sided
-Clopper-Pearson 95 % upper bound); A/B scenarios report power within the horizon and the median
-stopping point in observations per arm, next to the fixed-horizon sample size per arm for that
-effect (alpha 0.05, power 0.9, statsmodels). Also times ``evaluate`` on the default guardrails.
+No-difference and within-tolerance scenarios ("aa") report the share of replications rolled
+back on harm (with a one-sided Clopper-Pearson 95 % upper bound); real differences ("ab")
+report power within the horizon and the median stopping point in challenger requests, next to
+the fixed-horizon sample size per arm for that effect (alpha 0.05, power 0.9, statsmodels); a
+late change also reports ``post_change_median``, the median number of challenger requests
+between the change and its detection. Also times ``evaluate`` on the default guardrails.
 
-    python benchmarks/sequential.py [--quick] [--json] [--reps N] [--seed S]
+    python benchmarks/sequential.py [--quick] [--json] [--reps N] [--seed S] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -32,18 +41,26 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.power import GofChisquarePower, NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
+from controller.plans import ActionKind, Position, RolloutPlan, decide
+from controller.reconciler.judge import judge
+from controller.reconciler.totals import ArmTotals
 from controller.stats import ArmStats, evaluate, parse_guardrails
 from controller.stats.mixture import normal_sf
-from controller.stats.sufficient import GAMMA, LATENCY_BUCKETS, LATENCY_MIN_S
+from controller.stats.sufficient import GAMMA, LATENCY_BUCKETS, LATENCY_MIN_S, UNIT_BUCKETS
+from controller.vocabulary import RolloutState
 
 ALPHA = 0.05
 POWER = 0.9
 LABEL_SHARE = 0.3
-MAX_LABEL_DELAY = 20  # batches
+MAX_LABEL_DELAY = 20  # looks
 LOG_MIN, INV_LOG_GAMMA = math.log(LATENCY_MIN_S), 1.0 / math.log(GAMMA)
 LOG_SD = 0.5
 CLASSES = np.array([0.40, 0.25, 0.15, 0.12, 0.08])
-CLASSES_SHIFTED = np.array([0.37, 0.25, 0.15, 0.12, 0.11])
+CLASSES_3_POINTS = np.array([0.37, 0.25, 0.15, 0.12, 0.11])
+CLASSES_8_POINTS = np.array([0.32, 0.25, 0.15, 0.12, 0.16])
+LOOK_S = 60.0
+BLOCK_LOOKS = 10  # the plans' time block: 10 looks
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 # -- simulated arms ------------------------------------------------------------------------
@@ -51,9 +68,9 @@ CLASSES_SHIFTED = np.array([0.37, 0.25, 0.15, 0.12, 0.11])
 
 @dataclass
 class Trajectory:
-    """Cumulative sufficient statistics of one arm after each batch (row k = look k)."""
+    """Cumulative sufficient statistics of one arm after each look (row k = look k)."""
 
-    batch: int
+    requests: np.ndarray
     errors: np.ndarray | None = None
     hist: np.ndarray | None = None
     log_sum: np.ndarray | None = None
@@ -61,30 +78,60 @@ class Trajectory:
     predicted: np.ndarray | None = None
     labels: np.ndarray | None = None
     correct: np.ndarray | None = None
+    unit_requests: np.ndarray | None = None  # looks x UNIT_BUCKETS
+    unit_errors: np.ndarray | None = None
 
-    def at(self, k: int) -> ArmStats:
-        arm = ArmStats(requests=self.batch * (k + 1))
+    def between(self, k0: int, k1: int) -> ArmStats:
+        """The statistics of looks ``k0 + 1 .. k1`` (``k0 = -1``: from the start), as the
+        gateway would have recorded them in one stratum."""
+
+        def part(values: np.ndarray) -> Any:
+            return values[k1] - values[k0] if k0 >= 0 else values[k1]
+
+        arm = ArmStats(requests=int(part(self.requests)))
         if self.errors is not None:
-            arm.errors = int(self.errors[k])
+            arm.errors = int(part(self.errors))
         if self.hist is not None and self.log_sum is not None and self.log_sumsq is not None:
-            arm.latency_counts = self.hist[k].tolist()
+            arm.latency_counts = part(self.hist).tolist()
             arm.latency_n = arm.requests
-            arm.log_latency_sum = float(self.log_sum[k])
-            arm.log_latency_sumsq = float(self.log_sumsq[k])
+            arm.log_latency_sum = float(part(self.log_sum))
+            arm.log_latency_sumsq = float(part(self.log_sumsq))
         if self.predicted is not None:
-            arm.predicted = {str(i): int(c) for i, c in enumerate(self.predicted[k])}
+            arm.predicted = {str(i): int(c) for i, c in enumerate(part(self.predicted))}
         if self.labels is not None and self.correct is not None:
-            arm.labels = int(self.labels[k])
-            arm.correct = int(self.correct[k])
+            arm.labels = int(part(self.labels))
+            arm.correct = int(part(self.correct))
+        if self.unit_requests is not None and self.unit_errors is not None:
+            units = np.zeros((UNIT_BUCKETS, 5))
+            units[:, 0], units[:, 1] = part(self.unit_requests), part(self.unit_errors)
+            arm.units = units.ravel().tolist()
         return arm
 
 
-Simulator = Callable[[np.random.Generator, int, int], Trajectory]
+# Arguments: generator, looks, requests per look for this arm (array over looks).
+Simulator = Callable[[np.random.Generator, int, np.ndarray], Trajectory]
 
 
-def errors(rate: float) -> Simulator:
-    def simulate(rng: np.random.Generator, batches: int, batch: int) -> Trajectory:
-        return Trajectory(batch, errors=np.cumsum(rng.binomial(batch, rate, batches)))
+def errors(rate: float, later: float | None = None, after: int = 0) -> Simulator:
+    """Errors at ``rate``; from the arm's ``after``-th request on at ``later``."""
+
+    def simulate(rng: np.random.Generator, looks: int, n: np.ndarray) -> Trajectory:
+        counts = rng.binomial(n, rate)
+        if later is not None:
+            served = np.cumsum(n)
+            changed = np.clip(served - after, 0, n)
+            counts = rng.binomial(n - changed, rate) + rng.binomial(changed, later)
+        return Trajectory(np.cumsum(n), errors=np.cumsum(counts))
+
+    return simulate
+
+
+def errors_over_the_day(low: float, high: float) -> Simulator:
+    """Error rate rising linearly from ``low`` to ``high`` over the horizon, in both arms."""
+
+    def simulate(rng: np.random.Generator, looks: int, n: np.ndarray) -> Trajectory:
+        rate = low + (high - low) * np.arange(looks) / max(looks - 1, 1)
+        return Trajectory(np.cumsum(n), errors=np.cumsum(rng.binomial(n, rate)))
 
     return simulate
 
@@ -93,50 +140,91 @@ def latencies(median_s: float, tail_share: float = 0.0, tail_alpha: float = 1.5)
     """Log-normal latency (log sd ``LOG_SD``); a ``tail_share`` of requests instead comes from a
     Pareto tail (shape ``tail_alpha``) starting at the body's 95th percentile."""
 
-    def simulate(rng: np.random.Generator, batches: int, batch: int) -> Trajectory:
-        logs = math.log(median_s) + LOG_SD * rng.standard_normal((batches, batch))
+    def simulate(rng: np.random.Generator, looks: int, n: np.ndarray) -> Trajectory:
+        total = int(n.sum())
+        logs = math.log(median_s) + LOG_SD * rng.standard_normal(total)
         if tail_share:
-            tail = rng.random((batches, batch)) < tail_share
+            tail = rng.random(total) < tail_share
             start = math.log(median_s) + 1.645 * LOG_SD
             logs[tail] = start + rng.exponential(1.0 / tail_alpha, int(tail.sum()))
+        rows = np.repeat(np.arange(looks), n)
         index = np.floor((logs - LOG_MIN) * INV_LOG_GAMMA).astype(np.int64) + 1
         np.clip(index, 0, LATENCY_BUCKETS - 1, out=index)
-        rows = np.repeat(np.arange(batches), batch)
-        flat = np.bincount(
-            rows * LATENCY_BUCKETS + index.ravel(), minlength=batches * LATENCY_BUCKETS
-        )
+        flat = np.bincount(rows * LATENCY_BUCKETS + index, minlength=looks * LATENCY_BUCKETS)
         return Trajectory(
-            batch,
-            hist=np.cumsum(flat.reshape(batches, LATENCY_BUCKETS), axis=0),
-            log_sum=np.cumsum(logs.sum(axis=1)),
-            log_sumsq=np.cumsum((logs * logs).sum(axis=1)),
+            np.cumsum(n),
+            hist=np.cumsum(flat.reshape(looks, LATENCY_BUCKETS), axis=0),
+            log_sum=np.cumsum(np.bincount(rows, weights=logs, minlength=looks)),
+            log_sumsq=np.cumsum(np.bincount(rows, weights=logs * logs, minlength=looks)),
         )
 
     return simulate
 
 
 def classes(probs: np.ndarray) -> Simulator:
-    def simulate(rng: np.random.Generator, batches: int, batch: int) -> Trajectory:
-        return Trajectory(batch, predicted=np.cumsum(rng.multinomial(batch, probs, batches), 0))
+    def simulate(rng: np.random.Generator, looks: int, n: np.ndarray) -> Trajectory:
+        counts = np.array([rng.multinomial(int(m), probs) for m in n])
+        return Trajectory(np.cumsum(n), predicted=np.cumsum(counts, axis=0))
 
     return simulate
 
 
 def labelled(accuracy: float) -> Simulator:
-    """Ground truth for ``LABEL_SHARE`` of requests, each arriving 1..MAX_LABEL_DELAY batches
-    after its request; labels due after the horizon never arrive."""
+    """Ground truth for ``LABEL_SHARE`` of requests, each arriving 1..MAX_LABEL_DELAY looks
+    after its request (recorded in the stratum of its arrival); labels due after the horizon
+    never arrive."""
 
-    def simulate(rng: np.random.Generator, batches: int, batch: int) -> Trajectory:
-        count = rng.binomial(batch, LABEL_SHARE, batches)
-        origin = np.repeat(np.arange(batches), count)
+    def simulate(rng: np.random.Generator, looks: int, n: np.ndarray) -> Trajectory:
+        count = rng.binomial(n, LABEL_SHARE)
+        origin = np.repeat(np.arange(looks), count)
         arrival = origin + rng.integers(1, MAX_LABEL_DELAY + 1, origin.size)
         right = rng.random(origin.size) < accuracy
-        keep = arrival < batches
-        labels = np.bincount(arrival[keep], minlength=batches)
-        correct = np.bincount(arrival[keep], weights=right[keep], minlength=batches)
-        return Trajectory(batch, labels=np.cumsum(labels), correct=np.cumsum(correct))
+        keep = arrival < looks
+        labels = np.bincount(arrival[keep], minlength=looks)
+        correct = np.bincount(arrival[keep], weights=right[keep], minlength=looks)
+        return Trajectory(np.cumsum(n), labels=np.cumsum(labels), correct=np.cumsum(correct))
 
     return simulate
+
+
+@dataclass(frozen=True)
+class StickyUsers:
+    """Requests routed by user key: ``users`` users with heavy-tailed activity (Pareto 1.2
+    weights) and their own error propensity (mean ``rate``, gamma-distributed with shape
+    ``shape``: a few users fail often). A user's arm is fixed by the hash of their key, and
+    their unit bucket is independent of it."""
+
+    users: int = 4000
+    rate: float = 0.01
+    shape: float = 0.1
+
+    def simulate_pair(
+        self, rng: np.random.Generator, looks: int, n: int, weight: float
+    ) -> tuple[Trajectory, Trajectory]:
+        activity = rng.pareto(1.2, self.users) + 1.0
+        activity /= activity.sum()
+        propensity = np.minimum(rng.gamma(self.shape, self.rate / self.shape, self.users), 1.0)
+        challenger = rng.random(self.users) < weight
+        unit = rng.integers(0, UNIT_BUCKETS, self.users)
+        who = rng.choice(self.users, size=(looks, n), p=activity)
+        failed = rng.random((looks, n)) < propensity[who]
+        pair = []
+        for arm in (False, True):
+            mine = challenger[who] == arm
+            rows = np.repeat(np.arange(looks)[:, None], n, axis=1)
+            cells = rows * UNIT_BUCKETS + unit[who]
+            req = np.bincount(cells[mine], minlength=looks * UNIT_BUCKETS)
+            err = np.bincount(cells[mine & failed], minlength=looks * UNIT_BUCKETS)
+            req, err = req.reshape(looks, UNIT_BUCKETS), err.reshape(looks, UNIT_BUCKETS)
+            pair.append(
+                Trajectory(
+                    np.cumsum(req.sum(axis=1)),
+                    errors=np.cumsum(err.sum(axis=1)),
+                    unit_requests=np.cumsum(req, axis=0),
+                    unit_errors=np.cumsum(err, axis=0),
+                )
+            )
+        return pair[0], pair[1]
 
 
 # -- the naive fixed-horizon test ------------------------------------------------------------
@@ -193,12 +281,61 @@ def naive_p(metric: str, a: ArmStats, b: ArmStats) -> float:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A rollout to simulate. ``steps`` with ``step_looks`` looks each (multi-step plans split
+    ``requests_per_look`` by the step's weight); a single step gives each arm half of it."""
+
     name: str
-    kind: str
-    metrics: tuple[str, ...]
-    champion: Simulator
-    challenger: Simulator
+    kind: str  # "aa": no difference or within tolerance; "ab": a real difference
+    metric: str
+    champion: Simulator | None = None
+    challenger: Simulator | None = None
+    family: str = "stationary"
+    steps: tuple[float, ...] = (50.0,)
+    step_looks: int = 0
+    requests_per_look: int = 200
     fixed_horizon_n: Callable[[], float] | None = None
+    change_at: int | None = None  # challenger request from which a late change applies
+    sticky: StickyUsers | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def plan(self, looks: int) -> RolloutPlan:
+        multi = len(self.steps) > 1
+        return RolloutPlan(
+            steps=self.steps,
+            # One step: never promote, so a false alarm has the whole horizon to happen.
+            min_samples=500 if multi else 10**9,
+            min_step_duration_s=self.step_looks * LOOK_S,
+            max_duration_s=(looks + 1) * LOOK_S,
+            guardrails=(self.metric,),
+            guardrail_options={self.metric: self.options} if self.options else {},
+            time_block_s=BLOCK_LOOKS * LOOK_S,
+        )
+
+    def step_of(self, look: int) -> int:
+        if len(self.steps) == 1:
+            return 0
+        return min(look // self.step_looks, len(self.steps) - 1)
+
+    def stratum_of(self, look: int) -> tuple[tuple[int, int], int]:
+        """(step, block) of a look, and the first look of that stratum."""
+        step = self.step_of(look)
+        step_start = step * self.step_looks if len(self.steps) > 1 else 0
+        block = (look - step_start) // BLOCK_LOOKS
+        return (step, block), step_start + block * BLOCK_LOOKS
+
+    def traffic(self, rng: np.random.Generator, looks: int) -> tuple[Trajectory, Trajectory]:
+        if self.sticky is not None:
+            return self.sticky.simulate_pair(rng, looks, self.requests_per_look, 0.5)
+        assert self.champion is not None and self.challenger is not None
+        if len(self.steps) == 1:
+            half = np.full(looks, self.requests_per_look // 2)
+            return self.champion(rng, looks, half), self.challenger(rng, looks, half)
+        weights = np.array([self.steps[self.step_of(k)] / 100.0 for k in range(looks)])
+        to_challenger = rng.binomial(self.requests_per_look, weights)
+        return (
+            self.champion(rng, looks, self.requests_per_look - to_challenger),
+            self.challenger(rng, looks, to_challenger),
+        )
 
 
 def _n_normal(effect_size: float) -> float:
@@ -209,90 +346,175 @@ def _n_normal(effect_size: float) -> float:
     )
 
 
-def _n_classes() -> float:
-    pooled = (CLASSES + CLASSES_SHIFTED) / 2
-    w = math.sqrt(float(((CLASSES_SHIFTED - CLASSES) ** 2 / (2 * pooled)).sum()))
-    return float(
-        GofChisquarePower().solve_power(
-            effect_size=w, alpha=ALPHA, power=POWER, n_bins=len(CLASSES)
+def _n_classes(shifted: np.ndarray) -> Callable[[], float]:
+    def n() -> float:
+        pooled = (CLASSES + shifted) / 2
+        w = math.sqrt(float(((shifted - CLASSES) ** 2 / (2 * pooled)).sum()))
+        return float(
+            GofChisquarePower().solve_power(
+                effect_size=w, alpha=ALPHA, power=POWER, n_bins=len(CLASSES)
+            )
         )
-    )
+
+    return n
 
 
 SCENARIOS = (
-    Scenario("error 1% vs 1%", "aa", ("error_rate",), errors(0.01), errors(0.01)),
+    Scenario("error 1% vs 1%", "aa", "error_rate", errors(0.01), errors(0.01)),
     Scenario(
         "error 1% vs 1.5%",
         "ab",
-        ("error_rate",),
+        "error_rate",
         errors(0.01),
         errors(0.015),
-        lambda: _n_normal(proportion_effectsize(0.015, 0.01)),
+        fixed_horizon_n=lambda: _n_normal(proportion_effectsize(0.015, 0.01)),
     ),
-    Scenario("lognormal latency equal", "aa", ("latency",), latencies(0.05), latencies(0.05)),
     Scenario(
-        "lognormal latency +10% median",
+        "error 1% vs 1.5%, tolerance 0.01 pp",
         "ab",
-        ("latency",),
+        "error_rate",
+        errors(0.01),
+        errors(0.015),
+        fixed_horizon_n=lambda: _n_normal(proportion_effectsize(0.015, 0.01)),
+        options={"margin": 0.0001, "tolerance": 0.0001},
+    ),
+    Scenario("lognormal latency equal", "aa", "latency", latencies(0.05), latencies(0.05)),
+    Scenario(
+        "lognormal latency +25% median",
+        "ab",
+        "latency",
         latencies(0.05),
-        latencies(0.055),
-        lambda: _n_normal(math.log(1.1) / LOG_SD),
+        latencies(0.0625),
+        fixed_horizon_n=lambda: _n_normal(math.log(1.25 / 1.10) / LOG_SD),
     ),
     Scenario(
         "pareto-tail latency equal",
         "aa",
-        ("latency", "latency_p99"),
+        "latency",
         latencies(0.05, tail_share=0.05),
         latencies(0.05, tail_share=0.05),
     ),
-    Scenario("classes equal", "aa", ("class_shift",), classes(CLASSES), classes(CLASSES)),
     Scenario(
-        "one class +3 points",
+        "pareto-tail latency equal",
+        "aa",
+        "latency_p99",
+        latencies(0.05, tail_share=0.05),
+        latencies(0.05, tail_share=0.05),
+    ),
+    Scenario("classes equal", "aa", "class_shift", classes(CLASSES), classes(CLASSES)),
+    Scenario(
+        "one class +8 points",
         "ab",
-        ("class_shift",),
+        "class_shift",
         classes(CLASSES),
-        classes(CLASSES_SHIFTED),
-        _n_classes,
+        classes(CLASSES_8_POINTS),
+        fixed_horizon_n=_n_classes(CLASSES_8_POINTS),
     ),
     Scenario(
-        "accuracy 90% vs 90%, 30% late labels", "aa", ("accuracy",), labelled(0.9), labelled(0.9)
+        "accuracy 90% vs 90%, 30% late labels", "aa", "accuracy", labelled(0.9), labelled(0.9)
     ),
     Scenario(
         "accuracy 90% vs 85%, 30% late labels",
         "ab",
-        ("accuracy",),
+        "accuracy",
         labelled(0.9),
         labelled(0.85),
-        lambda: _n_normal(proportion_effectsize(0.9, 0.85)) / LABEL_SHARE,
+        fixed_horizon_n=lambda: _n_normal(proportion_effectsize(0.9, 0.85)) / LABEL_SHARE,
+    ),
+    # -- real traffic: the families of issue 15 ---------------------------------------------
+    Scenario(
+        "ramp 10>25>50%, errors 0.5%>2% over the day, equal arms",
+        "aa",
+        "error_rate",
+        errors_over_the_day(0.005, 0.02),
+        errors_over_the_day(0.005, 0.02),
+        family="real",
+        steps=(10.0, 25.0, 50.0),
+        step_looks=100,
+        requests_per_look=2000,
+    ),
+    Scenario(
+        "sticky users, own error propensity, equal arms",
+        "aa",
+        "error_rate",
+        family="real",
+        requests_per_look=400,
+        sticky=StickyUsers(),
+    ),
+    Scenario(
+        "late spike 1%>4% after 21000 requests",
+        "ab",
+        "error_rate",
+        errors(0.01),
+        errors(0.01, later=0.04, after=21_000),
+        family="real",
+        change_at=21_000,
+    ),
+    Scenario(
+        "latency +3% (within 10% tolerance)",
+        "aa",
+        "latency",
+        latencies(0.05),
+        latencies(0.0515),
+        family="real",
+    ),
+    Scenario(
+        "one class +3 points (within 0.05 TV margin)",
+        "aa",
+        "class_shift",
+        classes(CLASSES),
+        classes(CLASSES_3_POINTS),
+        family="real",
     ),
 )
 
 
-def run_scenario(
-    scenario: Scenario, metric: str, reps: int, batches: int, batch: int, seed: int
-) -> list[dict[str, Any]]:
-    guardrails = parse_guardrails([metric])
+def run_scenario(scenario: Scenario, reps: int, looks: int, seed: int) -> list[dict[str, Any]]:
+    plan = scenario.plan(looks)
+    guardrails = plan.judged_by()
     rng = np.random.default_rng(seed)
-    stops: dict[str, list[float]] = {"shelf": [], "naive": []}
-    no_harm_at_end = 0
+    other = "naive" if scenario.family == "stationary" else "pooled"
+    stops: dict[str, list[float]] = {"shelf": [], other: []}
+    promoted = 0
     for _ in range(reps):
-        champion = scenario.champion(rng, batches, batch)
-        challenger = scenario.challenger(rng, batches, batch)
-        stop = {"shelf": math.inf, "naive": math.inf}
-        verdict = "continue"
-        for k in range(batches):
-            a, b = champion.at(k), challenger.at(k)
-            n = batch * (k + 1)
-            if stop["shelf"] == math.inf:
-                verdict = evaluate(guardrails, a, b, ALPHA).verdict
-                if verdict == "harm":
-                    stop["shelf"] = n
-            ready = n >= guardrails[0].min_samples
-            if stop["naive"] == math.inf and ready and naive_p(metric, a, b) <= ALPHA:
-                stop["naive"] = n
-            if stop["shelf"] < math.inf and stop["naive"] < math.inf:
+        champion, challenger = scenario.traffic(rng, looks)
+        stop = {"shelf": math.inf, other: math.inf}
+        shelf_done = False
+        position = Position(RolloutState.canary, 0, T0, T0, 0)
+        closed: dict[tuple[int, int], tuple[ArmStats, ArmStats]] = {}
+        for k in range(looks):
+            served = int(challenger.requests[k])
+            if not shelf_done:
+                key, first = scenario.stratum_of(k)
+                current = (champion.between(first - 1, k), challenger.between(first - 1, k))
+                report = judge(plan, ArmTotals({**closed, key: current}))
+                now = T0 + timedelta(seconds=(k + 1) * LOOK_S)
+                action = decide(plan, position, report.verdict, report.reason, served, now)
+                if action.kind == ActionKind.roll_back:
+                    shelf_done = True
+                    if report.verdict == "harm":
+                        stop["shelf"] = served
+                elif action.kind == ActionKind.promote:
+                    shelf_done = True
+                    promoted += 1
+                elif action.kind == ActionKind.set_step:
+                    if action.step_index != scenario.step_of(k + 1):
+                        raise AssertionError("simulated traffic split out of step with decide()")
+                    position = Position(RolloutState.canary, action.step_index, T0, now, served)
+                if k + 1 < looks and scenario.stratum_of(k + 1)[0] != key:
+                    closed[key] = current
+            if stop[other] == math.inf:
+                a, b = champion.between(-1, k), challenger.between(-1, k)
+                if other == "pooled":
+                    a.units = b.units = None
+                    if evaluate(guardrails, a, b, ALPHA).verdict == "harm":
+                        stop[other] = served
+                elif (
+                    served >= guardrails[0].min_samples and naive_p(scenario.metric, a, b) <= ALPHA
+                ):
+                    stop[other] = served
+            if shelf_done and stop[other] < math.inf:
                 break
-        no_harm_at_end += verdict == "no_harm_within_margin"
         for method in stops:
             stops[method].append(stop[method])
     fixed = scenario.fixed_horizon_n() if scenario.fixed_horizon_n else None
@@ -303,9 +525,9 @@ def run_scenario(
             "scenario": scenario.name,
             "kind": scenario.kind,
             "method": method,
-            "metric": metric,
+            "metric": scenario.metric,
             "reps": reps,
-            "horizon_n": batches * batch,
+            "horizon_n": int(scenario.requests_per_look * looks),
         }
         if scenario.kind == "aa":
             row["false_positive_rate"] = flagged / reps
@@ -315,12 +537,18 @@ def run_scenario(
                 else float(scipy_stats.beta.ppf(0.95, flagged + 1, reps - flagged))
             )
             if method == "shelf":
-                row["no_harm_at_horizon"] = no_harm_at_end / reps
+                row["promoted"] = promoted / reps
         else:
             median = float(np.median(values))
             row["power"] = flagged / reps
             row["median_stop"] = median if math.isfinite(median) else None
             row["fixed_horizon_n"] = round(fixed) if fixed else None
+            if scenario.change_at is not None:
+                after = np.array(values) - scenario.change_at
+                caught = after[np.isfinite(after) & (after >= 0)]
+                row["power"] = len(caught) / reps
+                row["post_change_median"] = float(np.median(caught)) if len(caught) else None
+                row["caught_within_2000"] = float((caught <= 2000).sum() / reps)
         rows.append(row)
     return rows
 
@@ -333,9 +561,10 @@ def time_evaluate(seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     arms = []
     for rate, median in ((0.01, 0.05), (0.012, 0.052)):
-        lat = latencies(median, tail_share=0.05)(rng, 1, 20_000)
-        lat.errors = errors(rate)(rng, 1, 20_000).errors
-        arms.append(lat.at(0))
+        n = np.array([20_000])
+        lat = latencies(median, tail_share=0.05)(rng, 1, n)
+        lat.errors = errors(rate)(rng, 1, n).errors
+        arms.append(lat.between(-1, 0))
     guardrails = parse_guardrails(())
     evaluate(guardrails, arms[0], arms[1], ALPHA)
     number = 2000
@@ -373,13 +602,15 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "FPR up95",
         "power",
         "median stop",
+        "post-change",
         "fixed n",
     )
     table = [header] + [
         (
             r["scenario"], r["kind"], r["method"], r["metric"], str(r["reps"]),
             _fmt(r.get("false_positive_rate")), _fmt(r.get("false_positive_rate_upper95")),
-            _fmt(r.get("power")), _fmt(r.get("median_stop")), _fmt(r.get("fixed_horizon_n")),
+            _fmt(r.get("power")), _fmt(r.get("median_stop")),
+            _fmt(r.get("post_change_median")), _fmt(r.get("fixed_horizon_n")),
         )
         for r in rows
     ]  # fmt: skip
@@ -392,27 +623,25 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer replications (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer replications (< 2 min)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--reps", type=int, default=None, help="replications per scenario")
     parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--batches", type=int, default=300, help="looks per replication")
-    parser.add_argument("--batch", type=int, default=100, help="observations per arm per look")
+    parser.add_argument("--looks", type=int, default=300, help="looks per replication")
     parser.add_argument("--only", default="", help="run scenarios whose name contains this")
     args = parser.parse_args()
-    reps = args.reps or (200 if args.quick else 1000)
+    reps = args.reps or (100 if args.quick else 1000)
 
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     for index, scenario in enumerate(SCENARIOS):
         if args.only not in scenario.name:
             continue
-        for metric in scenario.metrics:
-            seed = args.seed + 1000 * index + len(rows)
-            for row in run_scenario(scenario, metric, reps, args.batches, args.batch, seed):
-                rows.append(row)
-                if args.json:
-                    print(json.dumps(row), flush=True)
+        seed = args.seed + 1000 * index
+        for row in run_scenario(scenario, reps, args.looks, seed):
+            rows.append(row)
+            if args.json:
+                print(json.dumps(row), flush=True)
     timing = time_evaluate(args.seed)
     timing["seconds_total"] = round(time.perf_counter() - started, 1)
     if args.json:

@@ -51,6 +51,8 @@ class RolloutClient:
         alpha: float = 0.05,
         guardrails: Sequence[str] = (),
         guardrail_options: dict[str, dict[str, Any]] | None = None,
+        time_block_s: float | None = None,
+        warmup_s: float | None = None,
         router: RouterSpec | None = None,
     ) -> RolloutOut:
         """Starts rolling out version ``challenger`` of ``name`` against its champion. The
@@ -72,6 +74,10 @@ class RolloutClient:
             body["steps"] = list(steps)
         if shadow_duration_s is not None:
             body["shadow_duration_s"] = shadow_duration_s
+        if time_block_s is not None:
+            body["time_block_s"] = time_block_s
+        if warmup_s is not None:
+            body["warmup_s"] = warmup_s
         if router is not None:
             body["router"] = router.model_dump(exclude_none=True)
         return RolloutOut.model_validate(self.connection.post(f"/v1/models/{name}/rollouts", body))

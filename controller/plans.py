@@ -8,13 +8,14 @@ what should happen next; the reconciler applies it to the database. States:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from controller.stats import HARM, NO_HARM, Guardrail, Verdict, parse_guardrails
-from controller.vocabulary import STRATEGIES, RolloutState, Strategy
+from controller.vocabulary import DEFAULT_TIME_BLOCK_S, STRATEGIES, RolloutState, Strategy
 from registry.errors import InvalidInput
 
 TIMEOUT_POLICIES = ("rollback", "promote")
@@ -36,6 +37,11 @@ class RolloutPlan:
     Shadow mirrors traffic first (``shadow_min_samples``/``shadow_duration_s``), then follows
     ``steps`` if any. After the last step the challenger is promoted once every guardrail shows
     non-inferiority; at ``max_duration_s`` the explicit ``on_timeout`` policy decides.
+
+    Statistics are compared within strata: the step, and blocks of ``time_block_s`` within it
+    (docs/statistics.md, "Strata"). The first ``warmup_s`` of every step is recorded and shown
+    but not judged (Kayenta's "begin analysis after"): caches warming, connection pools
+    filling and the routing change reaching every gateway replica do not count as evidence.
     """
 
     strategy: str = "canary"
@@ -49,6 +55,8 @@ class RolloutPlan:
     alpha: float = 0.05
     guardrails: tuple[str, ...] = ()
     guardrail_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    time_block_s: float = DEFAULT_TIME_BLOCK_S
+    warmup_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -61,6 +69,10 @@ class RolloutPlan:
             raise InvalidInput("min samples must be at least 1")
         if self.min_step_duration_s < 0 or self.shadow_duration_s < 0 or self.max_duration_s <= 0:
             raise InvalidInput("durations must be positive")
+        if not 1.0 <= self.time_block_s <= 86_400.0:
+            raise InvalidInput("time_block_s must be between 1 second and 1 day")
+        if not 0.0 <= self.warmup_s < 86_400.0:
+            raise InvalidInput("warmup_s must be between 0 and 1 day")
         steps = list(self.steps)
         if self.strategy == Strategy.blue_green:
             steps = [100.0]
@@ -80,6 +92,13 @@ class RolloutPlan:
             return parse_guardrails(self.guardrails, self.guardrail_options)
         except ValueError as error:
             raise InvalidInput(str(error)) from None
+
+    def max_strata(self) -> int:
+        """The most judged strata this plan can produce, fixed before any data: the blocks that
+        fit in ``max_duration_s``, plus one partial block per step and for the shadow phase.
+        The change detector spends its alpha over this many start points."""
+        blocks = math.ceil(self.max_duration_s / self.time_block_s)
+        return blocks + len(self.steps) + 1
 
     def weight_bp(self, step_index: int) -> int:
         return round(self.steps[step_index] * 100)

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from controller.api.schemas import ObservationOut, RolloutOut
 from controller.stats import CONTINUE, Evidence
+from controller.stats.evidence import DISPLAY_UNITS, EffectUnit, display_value
 from controller.vocabulary import Arm
 
 WIDTH, HEIGHT, PAD = 640, 180, 44
@@ -56,6 +57,22 @@ class _Chart:
             value = math.log10(max(value, 10**self.y_min))
         value = min(max(value, self.y_min), self.y_max)
         return HEIGHT - PAD + (value - self.y_min) / (self.y_min - self.y_max) * (HEIGHT - 2 * PAD)
+
+    def dots(self, points: list[tuple[float, float]], colour: str) -> None:
+        """A marker per point, so a rollout decided after one look still shows its data."""
+        for t, v in points:
+            self.parts.append(
+                f'<circle cx="{self.x(t):.1f}" cy="{self.y(v):.1f}" r="2.5" fill="{colour}"/>'
+            )
+
+    def bars(self, lows: list[tuple[float, float]], highs: list[tuple[float, float]]) -> None:
+        """The interval at each look as a vertical bar (visible even for one look)."""
+        for (t, low), (_, high) in zip(lows, highs, strict=True):
+            x = self.x(t)
+            self.parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.y(low):.1f}" y2="{self.y(high):.1f}" '
+                f'stroke="{COLOURS["band"]}" stroke-width="3"/>'
+            )
 
     def line(self, points: list[tuple[float, float]], colour: str, step: bool = False) -> None:
         if not points:
@@ -109,11 +126,9 @@ class _Chart:
 
 def _weights_chart(start: float, span: float, observations: Sequence[ObservationOut]) -> str:
     chart = _Chart(span, 0, 100)
-    chart.line(
-        [(_time(o.at) - start, o.challenger_weight_bp / 100) for o in observations],
-        COLOURS[Arm.challenger],
-        step=True,
-    )
+    points = [(_time(o.at) - start, o.challenger_weight_bp / 100) for o in observations]
+    chart.line(points, COLOURS[Arm.challenger], step=True)
+    chart.dots(points, COLOURS[Arm.challenger])
     return chart.svg("challenger traffic (%)", "time since start")
 
 
@@ -132,28 +147,49 @@ def _guardrail_charts(
             for o in observations
             if (e := o.evidence.guardrail(metric)) is not None
         ]
-        lows = [(t, e.ci_low) for t, e in points if e.ci_low is not None]
-        highs = [(t, e.ci_high) for t, e in points if e.ci_high is not None]
-        margin = points[0][1].margin if points else None
-        values = [v for _, v in lows + highs] + [0.0] + ([margin, -margin] if margin else [])
+        unit: EffectUnit = points[0][1].unit if points else "mean"
+
+        def shown(value: float, unit: EffectUnit = unit) -> float:
+            return display_value(value, unit)
+
+        both = [(t, e) for t, e in points if e.ci_low is not None and e.ci_high is not None]
+        lows = [(t, shown(e.ci_low)) for t, e in both if e.ci_low is not None]
+        highs = [(t, shown(e.ci_high)) for t, e in both if e.ci_high is not None]
+        effects = [(t, shown(e.effect)) for t, e in points if e.effect is not None]
+        last = points[-1][1] if points else None
+        sign = -1.0 if last is not None and last.worse == "lower" else 1.0
+        lines: list[tuple[float, str, str]] = []
+        if last is not None:
+            lines.append((sign * shown(last.margin), COLOURS["margin"], "margin"))
+            if last.tolerance is not None and last.tolerance != last.margin:
+                lines.append((sign * shown(last.tolerance), COLOURS["margin"], "tolerance"))
+        values = [v for _, v in lows + highs + effects] + [0.0] + [v for v, _, _ in lines]
         finite = [v for v in values if math.isfinite(v)]
-        scale = max(abs(v) for v in finite) if finite else 1.0
-        scale = min(scale, 4 * abs(margin)) if margin else scale
-        band = _Chart(span, -scale, scale)
+        low_y, high_y = (min(finite), max(finite)) if finite else (-1.0, 1.0)
+        pad = 0.08 * (high_y - low_y or 1.0)
+        band = _Chart(span, low_y - pad, high_y + pad)
         band.band(lows, highs)
+        band.bars(lows, highs)
         band.hline(0.0, "#4a5568", "0")
-        if margin:
-            band.hline(margin, COLOURS["margin"], "margin")
+        for value, colour, label in lines:
+            band.hline(value, colour, label)
+        band.line(effects, COLOURS[Arm.challenger])
+        band.dots(effects, COLOURS[Arm.challenger])
         verdict = points[-1][1].verdict if points else CONTINUE
         charts.append(
             f'<h3>{html.escape(metric)} <span style="color:{VERDICT_COLOURS.get(verdict, "#000")}">'
             f"{html.escape(verdict)}</span></h3>"
-            + band.svg(f"{metric}: confidence sequence for the effect", "challenger minus champion")
+            + band.svg(
+                f"{metric}: effect and confidence sequence",
+                f"challenger minus champion ({DISPLAY_UNITS.get(unit, '')})",
+            )
         )
         p_values = [(t, e.p_value) for t, e in points if e.p_value is not None]
         if p_values:
-            pv = _Chart(span, 1e-6, 1.0, log_y=True)
+            floor = min([1e-6, *(p for _, p in p_values if p > 0.0)])
+            pv = _Chart(span, floor, 1.0, log_y=True)
             pv.line(p_values, COLOURS[Arm.challenger])
+            pv.dots(p_values, COLOURS[Arm.challenger])
             alpha = points[0][1].alpha if points else None
             if alpha:
                 pv.hline(alpha, COLOURS["margin"], "alpha")
@@ -175,7 +211,8 @@ def _section(history: RolloutHistory) -> str:
     if not observations:
         return head + "<p>No observations recorded.</p>"
     start = _time(r.created_at)
-    span = max(_time(o.at) - start for o in observations)
+    # At least a second, so a rollout decided at its first look still has an x axis.
+    span = max(1.0, *(_time(o.at) - start for o in observations))
     arms = {arm: summary.model_dump() for arm, summary in r.arms.items()}
     rows = "".join(
         f"<tr><td>{html.escape(key)}</td>"

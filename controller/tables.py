@@ -51,10 +51,12 @@ class Rollout(Base):
 
 
 class ArmStatsDelta(Base):
-    """What one gateway replica measured for one arm since its previous flush.
+    """What one gateway replica measured for one arm in one stratum since its previous flush.
 
     Rows are append-only and keyed by (replica, seq), so a retried flush is never counted twice
-    and the reconciler gets cumulative statistics by merging every row of a rollout."""
+    and the reconciler gets cumulative statistics by merging every row of a rollout. The stratum
+    is the rollout step (-1 while shadowing) and the time block within it (-1 for the step's
+    warm-up), so the reconciler compares the arms within strata (docs/statistics.md)."""
 
     __tablename__ = "arm_stats_deltas"
     __table_args__ = (UniqueConstraint("replica_id", "seq"),)
@@ -70,6 +72,8 @@ class ArmStatsDelta(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     stats: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    stratum_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    stratum_block: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class FeedbackReceipt(Base):

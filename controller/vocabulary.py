@@ -58,3 +58,8 @@ STRATEGIES: tuple[str, ...] = tuple(s.value for s in Strategy)
 
 # PostgreSQL NOTIFY channel on which a committed routing change reaches every gateway at once.
 ROUTING_CHANNEL = "shelf_routing"
+# Length of a statistics time block within a rollout step, unless the plan says otherwise.
+DEFAULT_TIME_BLOCK_S = 600.0
+# The stratum step of a shadow phase, and the block of a step's warm-up (recorded, not judged).
+SHADOW_STEP = -1
+WARMUP_BLOCK = -1

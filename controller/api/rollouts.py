@@ -95,6 +95,8 @@ def plan_of(body: RolloutCreate) -> RolloutPlan:
         alpha=body.alpha,
         guardrails=tuple(body.guardrails),
         guardrail_options=body.guardrail_options,
+        time_block_s=body.time_block_s,
+        warmup_s=body.warmup_s,
     )
 
 

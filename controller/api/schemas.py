@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.routers.base import RouterSpec
 from controller.stats import ArmStats, Report
-from controller.vocabulary import FINAL_STATES, STRATEGIES
+from controller.vocabulary import DEFAULT_TIME_BLOCK_S, FINAL_STATES, STRATEGIES
 
 
 class Strict(BaseModel):
@@ -29,7 +29,17 @@ class RolloutCreate(Strict):
     on_timeout: str = "rollback"
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     guardrails: list[str] = Field(default_factory=list)
-    guardrail_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    guardrail_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per guardrail: margin, tolerance (numbers, or percentages of the champion "
+        "such as '+20%'), mixing, min_samples",
+    )
+    time_block_s: float = Field(
+        default=DEFAULT_TIME_BLOCK_S, ge=1, le=86_400, description="Statistics time block"
+    )
+    warmup_s: float = Field(
+        default=0.0, ge=0, lt=86_400, description="Per step: recorded and shown, not judged"
+    )
     router: RouterSpec | None = Field(
         default=None, description="How weights reach the data plane (default: the gateway)"
     )

@@ -45,17 +45,29 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def parse_margins(items: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    options: dict[str, dict[str, float]] = {}
+_THRESHOLD = re.compile(r"^[+]?\d+(?:\.\d+)?(?:e-?\d+)?%?$")
+
+
+def parse_thresholds(
+    items: tuple[str, ...], key: str, options: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """``METRIC=VALUE`` items into guardrail options: ``error_rate=0.002`` (absolute, the
+    effect's units) or ``error_rate=+20%`` (relative to the champion)."""
+    options = options if options is not None else {}
     for item in items:
         metric, _, value = item.partition("=")
-        try:
-            options[metric.strip()] = {"margin": float(value)}
-        except ValueError:
+        value = value.strip()
+        if not metric.strip() or not _THRESHOLD.match(value):
             raise InvalidInput(
-                f"invalid margin {item!r}: use METRIC=VALUE, e.g. error_rate=0.01"
-            ) from None
+                f"invalid {key} {item!r}: use METRIC=VALUE, e.g. error_rate=0.002 or latency=5%"
+            )
+        number: float | str = value if value.endswith("%") else float(value)
+        options.setdefault(metric.strip(), {})[key] = number
     return options
+
+
+def parse_margins(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    return parse_thresholds(items, "margin")
 
 
 def parse_steps(text: str) -> list[float]:
@@ -182,7 +194,28 @@ def rollout() -> None:
     "margins",
     multiple=True,
     metavar="METRIC=VALUE",
-    help="Non-inferiority margin of a guardrail, e.g. error_rate=0.01; repeatable",
+    help="Non-inferiority margin of a guardrail, absolute or relative to the champion, "
+    "e.g. error_rate=0.002, latency=5%; repeatable",
+)
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Harm threshold of a guardrail (at least its margin), e.g. error_rate=+20%, "
+    "latency=10%; repeatable",
+)
+@click.option(
+    "--time-block",
+    default="10m",
+    show_default=True,
+    help="Statistics compare the arms within steps and time blocks of this length",
+)
+@click.option(
+    "--warmup",
+    default="0s",
+    show_default=True,
+    help="Start of every step that is recorded and shown but not judged, e.g. 60s",
 )
 @click.option(
     "--router",
@@ -229,6 +262,9 @@ def rollout_start(
     alpha: float,
     guardrails: tuple[str, ...],
     margins: tuple[str, ...],
+    tolerances: tuple[str, ...],
+    time_block: str,
+    warmup: str,
     router_kind: str,
     router_url: str | None,
     router_secret: str | None,
@@ -251,7 +287,9 @@ def rollout_start(
         on_timeout=on_timeout,
         alpha=alpha,
         guardrails=guardrails,
-        guardrail_options=parse_margins(margins),
+        guardrail_options=parse_thresholds(tolerances, "tolerance", parse_margins(margins)),
+        time_block_s=parse_duration(time_block),
+        warmup_s=parse_duration(warmup),
         router=router_spec(router_kind, router_url, router_secret),
     )
     if wait:
@@ -334,18 +372,38 @@ def show_status(r: RolloutOut) -> None:
     evidence = _guardrails(r)
     if evidence:
         table(
-            ["guardrail", "verdict", "p-value", "effect", "confidence sequence"],
+            [
+                "guardrail",
+                "verdict",
+                "p-value",
+                "effect",
+                "confidence sequence",
+                "margin/tolerance",
+            ],
             [
                 [
                     e.metric,
                     e.verdict,
                     _num(e.p_value),
-                    _num(e.effect),
-                    f"[{_num(e.ci_low)}, {_num(e.ci_high)}]",
+                    _effect(e),
+                    f"[{e.shown(e.ci_low)}, {e.shown(e.ci_high)}]",
+                    f"{e.shown(e.margin, False)} / {e.shown(e.tolerance, False)}",
                 ]
                 for e in evidence
             ],
         )
+        if any(e.verdict == "harm" for e in evidence):
+            output.console.print(
+                "  * at an early stop the effect overstates the truth; the conservative end of "
+                "the confidence sequence does not",
+                highlight=False,
+            )
+
+
+def _effect(e: Evidence) -> str:
+    if e.verdict == "harm" and e.effect_conservative is not None:
+        return f"{e.shown(e.effect)} (at least {e.shown(e.effect_conservative)})*"
+    return e.shown(e.effect)
 
 
 def _num(value: float | None) -> str:

@@ -37,10 +37,16 @@ from controller.gateway.paths import UnsafePath, split_target
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder, default_replica_id
 from controller.gateway.request_id import RequestIdSigner
-from controller.gateway.routing import Route, RouteArm, RoutingTable, RoutingTableSource
+from controller.gateway.routing import (
+    Route,
+    RouteArm,
+    RoutingTable,
+    RoutingTableSource,
+    clocks_of,
+)
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
-from controller.gateway.split import goes_to_challenger
+from controller.gateway.split import goes_to_challenger, unit_bucket
 from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
 from registry.auth import Authenticator
 from registry.config import Role
@@ -170,11 +176,19 @@ class GatewayApp:
         ):
             arm = challenger
         method: str = scope["method"]
-        result, predicted = await self._call(route, arm, method, upstream_path, forward, body)
+        # The routing key's bucket: the unit the variance follows (None: each request its own).
+        unit = (
+            unit_bucket(route.model.encode(), key)
+            if key is not None and route.rollout_id is not None
+            else None
+        )
+        result, predicted = await self._call(route, arm, method, upstream_path, forward, body, unit)
         if arm is challenger and result.failed and self._retry_on_champion(result, method):
             self.metrics.retried_on_champion.labels(route.model, result.outcome).inc()
             arm = route.champion
-            result, predicted = await self._call(route, arm, method, upstream_path, forward, body)
+            result, predicted = await self._call(
+                route, arm, method, upstream_path, forward, body, unit
+            )
         outcome = result.outcome
         request_id = self.signer.issue(
             route.rollout_id, arm.version_id, arm.index, predicted, int(time.time())
@@ -202,7 +216,9 @@ class GatewayApp:
             )
         if route.mirror and challenger is not None and self.shadow is not None:
             self.shadow.submit(
-                ShadowCopy(route.model, challenger, method, upstream_path, forward, body, predicted)
+                ShadowCopy(
+                    route.model, challenger, method, upstream_path, forward, body, predicted, unit
+                )
             )
 
     async def _call(
@@ -213,6 +229,7 @@ class GatewayApp:
         upstream_path: str,
         forward: Headers,
         body: bytes,
+        unit: int | None,
     ) -> tuple[UpstreamResponse, str | None]:
         """One upstream call, recorded in the arm's statistics and the metrics."""
         assert self.upstream is not None
@@ -224,7 +241,7 @@ class GatewayApp:
             if result.status:
                 predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
             self.recorder.arm(stats_key).record_response(
-                result.outcome, result.latency_s, predicted, confidence
+                result.outcome, result.latency_s, predicted, confidence, unit
             )
         self.metrics.observe_request(
             route.model,
@@ -338,6 +355,7 @@ class GatewayApp:
 
     def _routes_changed(self, table: RoutingTable) -> None:
         self.metrics.set_weights({name: route.weight_bp for name, route in table.items()})
+        self.recorder.set_clocks(clocks_of(table))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -1,6 +1,9 @@
-"""Per-arm statistics in memory, flushed to the database as ``ArmStatsDelta`` rows.
+"""Per-arm, per-stratum statistics in memory, flushed to the database as ``ArmStatsDelta`` rows.
 
-The hot path only adds to an ``ArmStats`` in a dict (no I/O). Every flush interval the dict is
+The hot path only adds to an ``ArmStats`` in a dict (no I/O), keyed by arm and stratum: the
+rollout's step (-1 while shadowing) and the time block within it, from the rollout's
+:class:`StratumClock` (the routing table carries it). The first ``warmup_s`` of a step is block
+-1: recorded and shown, never judged. Every flush interval the dict is
 swapped for an empty one and the swapped statistics become rows, one per arm, each numbered
 with its own ``seq``, inserted in one transaction on a worker thread. A failed flush keeps its
 rows, seqs and all, and sends them again before the next interval's: an insert whose
@@ -25,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -37,12 +42,33 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.stats.sufficient import ArmStats
 from controller.tables import ArmStatsDelta, Rollout
+from controller.vocabulary import WARMUP_BLOCK
 from registry.db.session import Database
 
 log = logging.getLogger(__name__)
 
 # (rollout id, model id, version id, arm)
 ArmKey = tuple[int, int, int, str]
+# (step, time block)
+Stratum = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StratumClock:
+    """Where a rollout's traffic falls at a given time: its step (``SHADOW_STEP`` while
+    shadowing) and the block ``floor((t - step start - warm-up) / block_s)`` within it, or
+    ``WARMUP_BLOCK`` during the step's warm-up."""
+
+    step: int
+    step_started_s: float  # Unix time
+    block_s: float
+    warmup_s: float = 0.0
+
+    def at(self, now_s: float) -> Stratum:
+        since = now_s - self.step_started_s - self.warmup_s
+        if since < 0.0:
+            return (self.step, WARMUP_BLOCK if self.warmup_s > 0.0 else 0)
+        return (self.step, math.floor(since / self.block_s))
 
 
 def default_replica_id() -> str:
@@ -62,7 +88,9 @@ class Recorder:
         self._database = database
         self.replica_id = replica_id[:64]
         self._next_seq = seq_start if seq_start is not None else time.time_ns() // 1000
-        self._current: dict[ArmKey, ArmStats] = {}
+        self._current: dict[tuple[ArmKey, Stratum], ArmStats] = {}
+        self._clocks: Mapping[int, StratumClock] = {}
+        self._time = time.time
         self._unwritten: list[dict[str, Any]] = []
         self._flush_lock = asyncio.Lock()
         self._on_flush_failure = on_flush_failure
@@ -76,12 +104,19 @@ class Recorder:
     # -- hot path -------------------------------------------------------------------------
 
     def arm(self, key: ArmKey) -> ArmStats:
-        stats = self._current.get(key)
+        """The statistics of ``key``'s arm in its rollout's current stratum."""
+        clock = self._clocks.get(key[0])
+        full = (key, clock.at(self._time()) if clock is not None else (0, 0))
+        stats = self._current.get(full)
         if stats is None:
             if len(self._current) >= self._max_pending_arms:
                 return self._overflow
-            stats = self._current[key] = ArmStats()
+            stats = self._current[full] = ArmStats()
         return stats
+
+    def set_clocks(self, clocks: Mapping[int, StratumClock]) -> None:
+        """Each active rollout's stratum clock, by rollout id (swapped, never mutated)."""
+        self._clocks = clocks
 
     # -- flushing -------------------------------------------------------------------------
 
@@ -90,7 +125,7 @@ class Recorder:
         restarts."""
         current, self._current = self._current, {}
         rows, self._unwritten = self._unwritten, []
-        for (rollout_id, model_id, version_id, arm), stats in current.items():
+        for ((rollout_id, model_id, version_id, arm), (step, block)), stats in current.items():
             if stats.is_empty():
                 continue
             rows.append(
@@ -102,6 +137,8 @@ class Recorder:
                     "replica_id": self.replica_id,
                     "seq": self._next_seq,
                     "stats": stats.to_json(),
+                    "stratum_step": step,
+                    "stratum_block": block,
                 }
             )
             self._next_seq += 1

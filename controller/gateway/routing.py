@@ -20,9 +20,16 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from controller.gateway.recorder import ArmKey
+from controller.gateway.recorder import ArmKey, StratumClock
 from controller.tables import Rollout
-from controller.vocabulary import ACTIVE_STATES, ROUTING_CHANNEL, Arm
+from controller.vocabulary import (
+    ACTIVE_STATES,
+    DEFAULT_TIME_BLOCK_S,
+    ROUTING_CHANNEL,
+    SHADOW_STEP,
+    Arm,
+    RolloutState,
+)
 from registry.db.session import Database
 from registry.db.tables import Alias, Model, ModelVersion
 
@@ -56,6 +63,7 @@ class Route:
     rollout_id: int | None
     strategy: str | None
     state: str | None
+    stratum: StratumClock | None = None
 
     def to_json(self, with_urls: bool = True) -> dict[str, Any]:
         """The route as ``GET /v1/routes`` shows it; serving URLs (internal addresses) only
@@ -85,6 +93,28 @@ def _arm(
     return RouteArm(name, index, version_id, number, url.rstrip("/"), stats, label, label.encode())
 
 
+def _stratum_clock(row: Any) -> StratumClock:
+    """The rollout's strata: its step (``SHADOW_STEP`` while mirroring) and time blocks of the
+    plan's ``time_block_s`` from the step's start, after its ``warmup_s``."""
+    plan = row.plan or {}
+    started = row.step_started_at or row.created_at
+    return StratumClock(
+        step=SHADOW_STEP if row.state == RolloutState.shadowing else int(row.step_index),
+        step_started_s=started.timestamp(),
+        block_s=float(plan.get("time_block_s", DEFAULT_TIME_BLOCK_S)),
+        warmup_s=float(plan.get("warmup_s", 0.0)),
+    )
+
+
+def clocks_of(table: RoutingTable) -> dict[int, StratumClock]:
+    """Stratum clocks by rollout id, for the recorder."""
+    return {
+        route.rollout_id: route.stratum
+        for route in table.values()
+        if route.rollout_id is not None and route.stratum is not None
+    }
+
+
 def load_routes(session: Session) -> dict[str, Route]:
     models = {mid: name for mid, name in session.execute(select(Model.id, Model.name))}
     rollouts = session.execute(
@@ -97,6 +127,10 @@ def load_routes(session: Session) -> dict[str, Route]:
             Rollout.mirror,
             Rollout.strategy,
             Rollout.state,
+            Rollout.step_index,
+            Rollout.step_started_at,
+            Rollout.created_at,
+            Rollout.plan,
         ).where(Rollout.active_model_id.is_not(None), Rollout.state.in_(ACTIVE_STATES))
     ).all()
     champion_rows = select(Alias.model_id, Alias.version_id).where(Alias.name == Arm.champion)
@@ -159,6 +193,7 @@ def load_routes(session: Session) -> dict[str, Route]:
             rollout_id=row.id,
             strategy=row.strategy,
             state=row.state,
+            stratum=_stratum_clock(row),
         )
     for model_id, name in models.items():
         if name in table:

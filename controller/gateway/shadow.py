@@ -32,6 +32,7 @@ class ShadowCopy:
     headers: Headers
     body: bytes
     champion_class: str | None
+    unit: int | None = None  # the routing key's unit bucket, for the statistics
 
 
 class ShadowMirror:
@@ -97,7 +98,7 @@ class ShadowMirror:
         if arm.stats_key is None:
             return
         stats = self._recorder.arm(arm.stats_key)
-        stats.record_response(result.outcome, result.latency_s, predicted, confidence)
+        stats.record_response(result.outcome, result.latency_s, predicted, confidence, copy.unit)
         if predicted is not None and copy.champion_class is not None:
             stats.record_agreement(predicted == copy.champion_class)
 

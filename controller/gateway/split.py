@@ -7,12 +7,19 @@ keys from the champion to the challenger (the set ``{key : bucket < w}`` grows w
 a user who saw the challenger keeps seeing it as the canary advances. Hashing the model name in
 too keeps one user's exposure independent across models. Without a key the choice is random.
 Blue-green is weight 10000: one atomic switch of the routing table.
+
+For the statistics, a keyed request also carries its key's *unit bucket* (one of
+``UNIT_BUCKETS``), from other bits of the same kind of hash than the routing bucket's, so the
+unit bucket is independent of the arm: the variance can then follow the key, the unit that was
+randomised, without per-user state.
 """
 
 from __future__ import annotations
 
 import random
 from hashlib import blake2b
+
+from controller.stats.sufficient import UNIT_BUCKETS
 
 BUCKETS = 10_000
 
@@ -33,3 +40,11 @@ def goes_to_challenger(model: bytes, key: bytes | None, weight_bp: int) -> bool:
     if key is None:
         return _random() * BUCKETS < weight_bp
     return bucket(model, key) < weight_bp
+
+
+def unit_bucket(model: bytes, key: bytes) -> int:
+    """The key's variance unit bucket in [0, UNIT_BUCKETS): the top bits of the same digest
+    whose value mod 10000 routes it (64-bit digest; the top 16 bits are nearly independent of
+    the value mod 10000)."""
+    digest = blake2b(model + b"\x00" + key, digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 48) % UNIT_BUCKETS

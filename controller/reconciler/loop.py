@@ -16,12 +16,13 @@ from sqlalchemy import select
 
 from controller.config import ControllerSettings
 from controller.plans import HOLD, Action, ActionKind, Position, RolloutPlan, decide
+from controller.reconciler.judge import judge
 from controller.reconciler.leader import LeaderLock
 from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts import service
 from controller.routers.base import RouterError
 from controller.routers.factory import router_for
-from controller.stats import Report, evaluate
+from controller.stats import Report
 from controller.tables import Rollout, RolloutObservation
 from controller.vocabulary import RolloutState
 from controller.webhooks.outbox import deliver_due
@@ -90,9 +91,10 @@ class Reconciler:
             assert model is not None
             totals, _ = consume_deltas(session, rollout)
             plan = RolloutPlan.from_json(rollout.plan)
-            report = evaluate(plan.judged_by(), totals.champion, totals.challenger, plan.alpha)
+            report = judge(plan, totals)
             now = self.clock()
-            samples = totals.challenger.requests
+            champion, challenger = totals.champion, totals.challenger
+            samples = challenger.requests
             position = Position(
                 state=RolloutState(rollout.state),
                 step_index=rollout.step_index,
@@ -122,8 +124,8 @@ class Reconciler:
                     state=rollout.state,
                     step_index=rollout.step_index,
                     challenger_weight_bp=rollout.challenger_weight_bp,
-                    champion_requests=totals.champion.requests,
-                    challenger_requests=totals.challenger.requests,
+                    champion_requests=champion.requests,
+                    challenger_requests=challenger.requests,
                     evidence=report.model_dump(mode="json"),
                 )
             )
@@ -188,9 +190,11 @@ class Reconciler:
 
 
 def observed_json(totals: ArmTotals, report: Report, now: datetime) -> dict[str, Any]:
-    """What the rollout row keeps of its latest look: the merged arms and the evidence."""
+    """What the rollout row keeps of its latest look: the arms over all strata (shown), each
+    stratum's statistics (judged) and the evidence."""
     return {
         "arms": totals.to_json(),
+        "strata": totals.strata_json(),
         "evidence": report.model_dump(mode="json"),
         "at": now.isoformat(),
     }

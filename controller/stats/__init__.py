@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from controller.stats.evaluation import evaluate
+    from controller.stats.evaluation import evaluate, evaluate_strata
     from controller.stats.evidence import (
         CONTINUE,
         HARM,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "evaluate": "evaluation",
+    "evaluate_strata": "evaluation",
     **dict.fromkeys(
         ("CONTINUE", "HARM", "NO_HARM", "Evidence", "Report", "Verdict", "Worse"), "evidence"
     ),
@@ -55,6 +56,7 @@ __all__ = [
     "Verdict",
     "Worse",
     "evaluate",
+    "evaluate_strata",
     "parse_guardrails",
 ]
 

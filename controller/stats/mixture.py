@@ -112,3 +112,51 @@ def chi2_cs_radius(scale: float, tau2: float, dof: int, alpha: float) -> float:
     return math.sqrt(
         2.0 * scale * total / tau2 * (math.log(1.0 / alpha) + 0.5 * dof * math.log(total / scale))
     )
+
+
+def one_sided_radius(variance: float, tau2: float, alpha: float) -> float:
+    """The ``u`` at which the one-sided mixture (2) reaches ``1 / alpha``: ``x - u`` is a lower
+    confidence sequence for ``delta`` at level ``alpha`` (every ``theta <= x - u`` is rejected
+    by the test of ``H0: delta <= theta``; Howard et al. 2021, Sec. 3.4), and ``x + u`` the
+    mirrored upper one. The harm-side bound and the harm test therefore always agree.
+
+    The mixture is increasing in ``u``. Without its ``Phi`` factor (at most 1) the root is the
+    two-sided radius at ``2 alpha``, a lower bracket; at the two-sided radius at ``alpha`` the
+    mixture is at least ``1 / alpha`` (there ``2 Phi >= 1``), an upper one. Newton steps from
+    the lower bracket, kept inside it by bisection, converge in a few iterations."""
+    target = math.log(1.0 / alpha)
+    low = cs_radius(variance, tau2, min(2.0 * alpha, 0.999))
+    high = cs_radius(variance, tau2, alpha)
+    total = variance + tau2
+    slope = math.sqrt(tau2 / (variance * total))
+    u = low
+    for _ in range(50):
+        f = one_sided_log_lr(u, variance, tau2) - target
+        if abs(f) < 1e-12:
+            return u
+        if f < 0.0:
+            low = u
+        else:
+            high = u
+        z = u * slope
+        mills = math.exp(-0.5 * z * z - _HALF_LOG_2PI - log_normal_cdf(z))
+        derivative = tau2 * u / (variance * total) + slope * mills
+        step = u - f / derivative if derivative > 0.0 else high
+        u = step if low < step < high else 0.5 * (low + high)
+        if high - low <= 1e-14 * high:
+            break
+    return high
+
+
+def chi2_p_value_beyond(
+    distance: float, tolerance: float, scale: float, tau2: float, dof: int
+) -> float:
+    """Anytime-valid p-value for ``TV > tolerance`` from the ellipsoid of
+    :func:`chi2_cs_radius`: the smallest ``alpha`` at which ``TV(d) - R(alpha)/2 > tolerance``,
+    in closed form from ``R^2 = 2 c (c + tau2) / tau2 (log(1/alpha) + dof/2 log((c + tau2)/c))``."""
+    gap = distance - tolerance
+    if gap <= 0.0:
+        return 1.0
+    total = scale + tau2
+    log_inv_alpha = 2.0 * gap * gap * tau2 / (scale * total) - 0.5 * dof * math.log(total / scale)
+    return 1.0 if log_inv_alpha <= 0.0 else math.exp(-log_inv_alpha)

@@ -8,9 +8,11 @@ commutative, and merging deltas gives exactly what one replica seeing all traffi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 # Latency buckets grow by GAMMA from LATENCY_MIN_S: a value reported as its bucket's geometric
 # midpoint is off by at most sqrt(GAMMA) - 1 = 1.98 % (the DDSketch idea, Masson et al. 2019).
@@ -23,6 +25,12 @@ _LOG_MIN = math.log(LATENCY_MIN_S)
 # Bucket 0 holds everything below LATENCY_MIN_S and the last bucket everything from LATENCY_MAX_S.
 LATENCY_BUCKETS = math.ceil((math.log(LATENCY_MAX_S) - _LOG_MIN) * _INV_LOG_GAMMA) + 2
 CONFIDENCE_BUCKETS = 20
+# Randomisation units: a routing key is hashed into one of UNIT_BUCKETS buckets, and each bucket
+# keeps these sums (``ArmStats.units``), so the variance can follow the unit that was
+# randomised (the key) with bounded memory and no per-user state.
+UNIT_BUCKETS = 128
+UNIT_FIELDS = ("requests", "errors", "latency_n", "log_latency_sum", "log_latency_sumsq")
+_U_REQ, _U_ERR, _U_LAT_N, _U_LAT_SUM, _U_LAT_SQ = range(len(UNIT_FIELDS))
 
 
 def latency_bucket(seconds: float) -> int:
@@ -57,6 +65,38 @@ def _add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
     return merged
 
 
+def _add_units(a: list[float] | None, b: list[float] | None) -> list[float] | None:
+    if a is None:
+        return None if b is None else list(b)
+    if b is None:
+        return list(a)
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+def _units_json(units: list[float] | None) -> dict[str, list[float]]:
+    if units is None:
+        return {}
+    width = len(UNIT_FIELDS)
+    return {
+        str(i): units[i * width : (i + 1) * width]
+        for i in range(UNIT_BUCKETS)
+        if units[i * width + _U_REQ] or units[i * width + _U_LAT_N]
+    }
+
+
+def _units(data: Mapping[str, Any]) -> list[float] | None:
+    if not data:
+        return None
+    width = len(UNIT_FIELDS)
+    units = [0.0] * (UNIT_BUCKETS * width)
+    for key, sums in data.items():
+        index = int(key)
+        if not 0 <= index < UNIT_BUCKETS or len(sums) != width:
+            raise ValueError(f"unit bucket {key!r} malformed")
+        units[index * width : (index + 1) * width] = [float(x) for x in sums]
+    return units
+
+
 def _sparse(counts: list[int]) -> dict[str, int]:
     return {str(i): c for i, c in enumerate(counts) if c}
 
@@ -86,6 +126,9 @@ class ArmStats:
     - Delayed ground truth: ``labels``/``correct`` for a binary correctness label,
       ``rewards``/``reward_sum``/``reward_sumsq`` for a numeric outcome.
     - Shadow mode: ``compared``/``agreed`` between this arm's prediction and the champion's.
+    - ``units``: for requests routed by key, per key bucket (0..UNIT_BUCKETS-1) the sums named
+      in ``UNIT_FIELDS``, flat (bucket-major; ``None`` until a keyed request arrives);
+      requests without a key are in the totals only, each its own unit.
     """
 
     requests: int = 0
@@ -106,6 +149,7 @@ class ArmStats:
     reward_sumsq: float = 0.0
     compared: int = 0
     agreed: int = 0
+    units: list[float] | None = None
 
     # -- recording (the gateway's hot path: no allocation beyond dict growth) -------------
 
@@ -115,11 +159,14 @@ class ArmStats:
         latency_s: float | None,
         predicted_class: str | None = None,
         confidence: float | None = None,
+        unit: int | None = None,
     ) -> None:
         """Record one finished request. ``status_class`` is "2xx", "4xx", "5xx", "timeout" or
-        "connection_error"; latency is recorded for non-error outcomes only."""
+        "connection_error"; latency is recorded for non-error outcomes only. ``unit`` is the
+        routing key's bucket, when the request was routed by key."""
         self.requests += 1
         self.status_classes[status_class] = self.status_classes.get(status_class, 0) + 1
+        failed = True
         if status_class == "5xx":
             self.errors += 1
         elif status_class == "timeout":
@@ -128,8 +175,23 @@ class ArmStats:
         elif status_class == "connection_error":
             self.errors += 1
             self.connection_errors += 1
-        elif latency_s is not None:
-            self.record_latency(latency_s)
+        else:
+            failed = False
+            if latency_s is not None:
+                self.record_latency(latency_s)
+        if unit is not None:
+            sums = self.units
+            if sums is None:
+                sums = self.units = [0.0] * (UNIT_BUCKETS * len(UNIT_FIELDS))
+            base = unit * len(UNIT_FIELDS)
+            sums[base + _U_REQ] += 1.0
+            if failed:
+                sums[base + _U_ERR] += 1.0
+            elif latency_s is not None:
+                log_s = math.log(max(latency_s, 1e-9))
+                sums[base + _U_LAT_N] += 1.0
+                sums[base + _U_LAT_SUM] += log_s
+                sums[base + _U_LAT_SQ] += log_s * log_s
         if predicted_class is not None:
             self.predicted[predicted_class] = self.predicted.get(predicted_class, 0) + 1
         if confidence is not None:
@@ -184,6 +246,7 @@ class ArmStats:
             reward_sumsq=self.reward_sumsq + other.reward_sumsq,
             compared=self.compared + other.compared,
             agreed=self.agreed + other.agreed,
+            units=_add_units(self.units, other.units),
         )
 
     @classmethod
@@ -219,6 +282,7 @@ class ArmStats:
             "reward_sumsq": self.reward_sumsq,
             "compared": self.compared,
             "agreed": self.agreed,
+            "units": _units_json(self.units),
         }
 
     @classmethod
@@ -242,6 +306,7 @@ class ArmStats:
             reward_sumsq=float(data.get("reward_sumsq", 0.0)),
             compared=int(data.get("compared", 0)),
             agreed=int(data.get("agreed", 0)),
+            units=_units(data.get("units", {})),
         )
 
     # -- summaries -------------------------------------------------------------------------
@@ -261,3 +326,62 @@ class ArmStats:
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+
+UnitFields = tuple[str, str, str | None]
+PROPORTION_UNITS: UnitFields = ("requests", "errors", None)
+LOG_LATENCY_UNITS: UnitFields = ("latency_n", "log_latency_sum", "log_latency_sumsq")
+_UNIT_INDEX = {
+    "requests": _U_REQ,
+    "errors": _U_ERR,
+    "latency_n": _U_LAT_N,
+    "log_latency_sum": _U_LAT_SUM,
+    "log_latency_sumsq": _U_LAT_SQ,
+}
+
+
+def unit_design_effect(
+    arms: Sequence[ArmStats], coef: Sequence[float], fields: UnitFields
+) -> float:
+    """Design effect of clustering by routing key for a weighted sum of one arm's stratum means
+    ``sum_s coef_s S_s`` (``coef_s = w_s / (W N_s)`` for the CMH-combined effect): the
+    cluster-robust variance of that sum divided by its per-request variance, at least 1; 1 when
+    no request was routed by key.
+
+    The cluster-robust ("sandwich") variance of a ratio mean ``m = S / N`` over units ``c`` is
+    ``G / (G - 1) sum_c (S_c - n_c m)^2 / N^2`` (Liang & Zeger 1986; the delta method for a
+    ratio estimator, Cochran 1977 Sec. 6.3), ``G`` the number of units. Across strata a unit's
+    contributions add up before squaring, ``psi_c = sum_s coef_s (S_cs - n_cs m_s)``, because a
+    user who fails often does so in every stratum. Requests without a key are each their own
+    unit, and sum to ``Q_u - 2 m S_u + n_u m^2`` from their totals. Keys sharing a bucket are
+    pooled into one unit: coarser clusters, still valid because the bucket does not depend on
+    the outcome (Cameron & Miller 2015, Sec. IV)."""
+    field_n, field_sum, field_sq = fields
+    i_n, i_s = _UNIT_INDEX[field_n], _UNIT_INDEX[field_sum]
+    i_q = _UNIT_INDEX[field_sq] if field_sq is not None else i_s
+    psi = np.zeros(UNIT_BUCKETS)
+    clustered = per_request = units = 0.0
+    for arm, c in zip(arms, coef, strict=True):
+        n_total = float(getattr(arm, field_n))
+        if c <= 0.0 or n_total <= 0.0:
+            continue
+        s_total = float(getattr(arm, field_sum))
+        q_total = float(getattr(arm, field_sq)) if field_sq is not None else s_total
+        mean = s_total / n_total
+        per_request += c * c * max(q_total - n_total * mean * mean, 0.0)
+        n_u, s_u, q_u = n_total, s_total, q_total
+        if arm.units is not None:
+            sums = np.asarray(arm.units).reshape(UNIT_BUCKETS, len(UNIT_FIELDS))
+            n_c, s_c, q_c = sums[:, i_n], sums[:, i_s], sums[:, i_q]
+            psi += c * (s_c - n_c * mean)
+            n_u, s_u, q_u = n_u - n_c.sum(), s_u - s_c.sum(), q_u - q_c.sum()
+        clustered += c * c * max(q_u - 2.0 * mean * s_u + n_u * mean * mean, 0.0)
+        units += n_u
+    touched = int(np.count_nonzero(psi))  # units with no keyed request add nothing
+    if touched == 0 or per_request <= 0.0:
+        return 1.0
+    clustered += float(psi @ psi)
+    units += touched
+    if units < 2:
+        return 1.0
+    return max(1.0, units / (units - 1.0) * clustered / per_request)

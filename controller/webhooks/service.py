@@ -78,7 +78,7 @@ def create(
 
 
 def list_all(session: Session) -> list[RegisteredWebhook]:
-    names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
+    names = dict(session.execute(select(Model.id, Model.name)).all())
     return [
         RegisteredWebhook(hook, names.get(hook.model_id) if hook.model_id else None)
         for hook in session.scalars(select(Webhook).order_by(Webhook.id))

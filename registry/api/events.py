@@ -47,7 +47,7 @@ def get_events(
 ) -> EventPage:
     with ctx.database.session() as session:
         rows = audit.list_events(session, None, limit + 1, page_token_value(page_token), kind)
-        names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
+        names = dict(session.execute(select(Model.id, Model.name)).all())
         items = [
             EventOut.of(r, names.get(r.model_id) if r.model_id else None) for r in rows[:limit]
         ]

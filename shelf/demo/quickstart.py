@@ -71,9 +71,10 @@ def run_rollout(
         max_duration_s=timeout_s,
         on_timeout="rollback",
         guardrails=GUARDRAILS,
-        # Two accuracy points of tolerance: the default (one) needs more labels than a
-        # one-minute demo collects.
-        guardrail_options={"accuracy": {"margin": 0.02}},
+        # Demo thresholds: two accuracy points and half a point of errors. The defaults (one
+        # point, a tenth of a point) need more requests and labels than a one-minute demo
+        # collects.
+        guardrail_options={"accuracy": {"margin": 0.02}, "error_rate": {"margin": 0.005}},
     )
     say(
         f"rollout {rollout.id}: canary of v{challenger} against champion "

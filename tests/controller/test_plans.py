@@ -1,3 +1,4 @@
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,6 +32,9 @@ def test_plans_validate_their_fields() -> None:
         dict(on_timeout="pray"),
         dict(min_samples=0),
         dict(steps=()),
+        dict(time_block_s=0.5),
+        dict(warmup_s=-1),
+        dict(guardrails=("latency",), guardrail_options={"latency": {"tolerance": "fast"}}),
     ]:
         with pytest.raises(InvalidInput):
             RolloutPlan(**bad)  # type: ignore[arg-type]
@@ -38,8 +42,40 @@ def test_plans_validate_their_fields() -> None:
     assert RolloutPlan(strategy="shadow", steps=()).steps == ()
 
 
+def test_max_strata_is_fixed_by_the_plan() -> None:
+    # 6 h of 10-minute blocks, one partial block per step and one for the shadow phase.
+    assert RolloutPlan().max_strata() == 36 + 5 + 1
+    assert RolloutPlan(time_block_s=60, max_duration_s=600, steps=(50,)).max_strata() == 12
+
+
+def test_cli_thresholds_are_absolute_or_relative() -> None:
+    from controller.cli.rollout_commands import parse_margins, parse_thresholds
+
+    options = parse_thresholds(
+        ("error_rate=+20%", "latency=10%"), "tolerance", parse_margins(("error_rate=0.002",))
+    )
+    assert options == {
+        "error_rate": {"margin": 0.002, "tolerance": "+20%"},
+        "latency": {"tolerance": "10%"},
+    }
+    plan = RolloutPlan(guardrails=("error_rate", "latency"), guardrail_options=options)
+    errors, latency = plan.judged_by()
+    assert errors.tolerance_relative and errors.tolerance == pytest.approx(0.2)
+    assert latency.thresholds(0.05) == pytest.approx((math.log(1.05), math.log(1.1)))
+    for bad in ("error_rate", "error_rate=", "error_rate=fast", "=0.1", "latency=-5%"):
+        with pytest.raises(InvalidInput, match="METRIC=VALUE"):
+            parse_thresholds((bad,), "tolerance")
+
+
 def test_plan_json_round_trip() -> None:
-    plan = RolloutPlan(strategy="shadow", steps=(10, 100), guardrails=("error_rate",))
+    plan = RolloutPlan(
+        strategy="shadow",
+        steps=(10, 100),
+        guardrails=("error_rate",),
+        guardrail_options={"error_rate": {"tolerance": "+20%"}},
+        time_block_s=300,
+        warmup_s=60,
+    )
     assert RolloutPlan.from_json(plan.to_json()) == plan
 
 

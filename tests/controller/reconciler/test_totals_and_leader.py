@@ -10,11 +10,14 @@ from sqlalchemy import func, select, text
 
 from controller.config import ControllerSettings
 from controller.plans import RolloutPlan
+from controller.reconciler.judge import judge
 from controller.reconciler.leader import LeaderLock
-from controller.reconciler.totals import consume_deltas
+from controller.reconciler.loop import observed_json
+from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts import service
 from controller.stats.sufficient import ArmStats
 from controller.tables import ArmStatsDelta, Rollout
+from registry.db.base import utcnow
 from registry.db.session import Database
 from tests.controller.factories import model_with_versions
 
@@ -34,6 +37,7 @@ def add_delta(
     seq: int,
     requests: int,
     errors: int,
+    stratum: tuple[int, int] = (0, 0),
 ) -> None:
     stats = ArmStats()
     for i in range(requests):
@@ -50,6 +54,8 @@ def add_delta(
                 replica_id=replica,
                 seq=seq,
                 stats=stats.to_json(),
+                stratum_step=stratum[0],
+                stratum_block=stratum[1],
             )
         )
 
@@ -76,6 +82,33 @@ def test_deltas_are_merged_once_and_totals_survive_restarts(database: Database) 
         remaining = session.scalar(select(func.count()).select_from(ArmStatsDelta))
     assert merged == 1 and remaining == 0
     assert (totals.challenger.requests, totals.challenger.errors) == (35, 7)
+
+
+def test_totals_are_kept_per_stratum_and_warm_ups_are_shown_not_judged(
+    database: Database,
+) -> None:
+    model_with_versions(database)
+    with database.session() as session:
+        rollout_id = service.start_rollout(session, "fraud", 2, RolloutPlan(), "t").id
+    add_delta(database, rollout_id, "champion", "g1", 1, 50, 0, stratum=(0, -1))  # warm-up
+    add_delta(database, rollout_id, "challenger", "g1", 2, 10, 10, stratum=(0, -1))
+    add_delta(database, rollout_id, "champion", "g1", 3, 90, 1, stratum=(0, 0))
+    add_delta(database, rollout_id, "challenger", "g1", 4, 10, 0, stratum=(0, 0))
+    add_delta(database, rollout_id, "champion", "g2", 1, 50, 1, stratum=(1, 0))
+    add_delta(database, rollout_id, "challenger", "g2", 2, 50, 1, stratum=(1, 0))
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        totals, _ = consume_deltas(session, rollout)
+        rollout.observed = observed_json(totals, judge(RolloutPlan(), totals), utcnow())
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        again = ArmTotals.of(rollout)  # a restarted reconciler reads the strata back
+    strata, labels = again.judged()
+    assert labels == ["step 1, block 1", "step 2, block 1"]
+    assert [(a.requests, b.requests) for a, b in strata] == [(90, 10), (50, 50)]
+    assert (again.champion.requests, again.challenger.requests) == (190, 70)  # shown: all
 
 
 def test_a_retried_flush_cannot_be_counted_twice(database: Database) -> None:

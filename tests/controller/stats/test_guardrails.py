@@ -68,8 +68,11 @@ def test_no_names_means_the_defaults() -> None:
 def test_every_metric_parses_with_defaults() -> None:
     parsed = parse_guardrails(list(GUARDRAIL_METRICS))
     assert [g.metric for g in parsed] == list(GUARDRAIL_METRICS)
-    assert parse_guardrails(["error_rate"])[0].margin == 0.005
-    assert parse_guardrails(["latency"])[0].margin == pytest.approx(math.log(1.05))
+    errors = parse_guardrails(["error_rate"])[0]
+    assert (errors.margin, errors.tolerance) == (0.001, 0.001)
+    latency = parse_guardrails(["latency"])[0]
+    assert latency.margin == pytest.approx(math.log(1.05))
+    assert latency.tolerance == pytest.approx(math.log(1.10))
 
 
 def test_options_override_defaults() -> None:
@@ -198,7 +201,7 @@ def test_report_combines_verdicts_and_splits_alpha(champion: ArmStats) -> None:
     worse = simulated_arm(10, N, error_rate=0.03)
     report = evaluate(parse_guardrails([]), champion, worse, ALPHA)
     assert report.verdict == "harm"
-    assert report.reason.startswith("error_rate: challenger worse, p=")
+    assert report.reason.startswith("error_rate: challenger worse beyond tolerance 0.1 pp, p=")
     assert [e.alpha for e in report.guardrails] == pytest.approx([ALPHA / 3] * 3)
 
 

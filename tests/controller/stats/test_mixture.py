@@ -52,3 +52,23 @@ def test_chi2_mixture_with_one_dof_is_the_scalar_mixture() -> None:
     assert chi2 == pytest.approx(mixture.two_sided_log_lr(e, scale / 4, tau2 / 4))
     radius = mixture.chi2_cs_radius(scale, tau2, 1, 0.05)
     assert radius / 2 == pytest.approx(mixture.cs_radius(scale / 4, tau2 / 4, 0.05))
+
+
+@pytest.mark.parametrize(
+    ("variance", "tau2", "alpha"), [(1e-6, 2e-6, 0.01), (1e-3, 1e-5, 1e-4), (2.0, 0.01, 0.3)]
+)
+def test_one_sided_radius_inverts_the_one_sided_mixture(
+    variance: float, tau2: float, alpha: float
+) -> None:
+    u = mixture.one_sided_radius(variance, tau2, alpha)
+    assert mixture.one_sided_log_lr(u, variance, tau2) == pytest.approx(math.log(1 / alpha))
+    assert u < mixture.cs_radius(variance, tau2, alpha)  # tighter than the two-sided bound
+
+
+def test_shift_p_value_beyond_tolerance_matches_the_ellipsoid() -> None:
+    scale, tau2, dof, alpha = 1e-4, 0.01, 3, 0.01
+    half = 0.5 * mixture.chi2_cs_radius(scale, tau2, dof, alpha)
+    # At TV(d) = tolerance + R/2 the lower end of the TV interval is exactly the tolerance.
+    p = mixture.chi2_p_value_beyond(0.05 + half, 0.05, scale, tau2, dof)
+    assert p == pytest.approx(alpha)
+    assert mixture.chi2_p_value_beyond(0.04, 0.05, scale, tau2, dof) == 1.0

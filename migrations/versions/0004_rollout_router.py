@@ -1,7 +1,7 @@
 """rollouts remember their router and what it last acknowledged
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-28
 """
 
@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql
 
 import registry.db.base
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller.api.schemas import ObservationOut, RolloutOut
+from controller.metric_sources.queries import PrometheusQueries
 from controller.routers.base import RouterSpec
 from controller.vocabulary import Strategy
 from registry.client.http import Connection
@@ -54,6 +55,7 @@ class RolloutClient:
         time_block_s: float | None = None,
         warmup_s: float | None = None,
         router: RouterSpec | None = None,
+        metrics: PrometheusQueries | None = None,
     ) -> RolloutOut:
         """Starts rolling out version ``challenger`` of ``name`` against its champion. The
         defaults are the API's (``POST /v1/models/{name}/rollouts``); ``router`` sends the
@@ -80,6 +82,8 @@ class RolloutClient:
             body["warmup_s"] = warmup_s
         if router is not None:
             body["router"] = router.model_dump(exclude_none=True)
+        if metrics is not None:
+            body["metrics"] = metrics.model_dump(exclude_none=True)
         return RolloutOut.model_validate(self.connection.post(f"/v1/models/{name}/rollouts", body))
 
     def rollout(self, name: str) -> RolloutOut:

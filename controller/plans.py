@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from controller.metric_sources.queries import PrometheusQueries
 from controller.stats import HARM, NO_HARM, Guardrail, Verdict, parse_guardrails
 from controller.vocabulary import DEFAULT_TIME_BLOCK_S, STRATEGIES, RolloutState, Strategy
 from registry.errors import InvalidInput
@@ -42,6 +43,9 @@ class RolloutPlan:
     (docs/statistics.md, "Strata"). The first ``warmup_s`` of every step is recorded and shown
     but not judged (Kayenta's "begin analysis after"): caches warming, connection pools
     filling and the routing change reaching every gateway replica do not count as evidence.
+
+    ``metrics`` (a ``PrometheusQueries``) reads the arms' statistics from Prometheus instead of
+    the gateway, for traffic a webhook router splits elsewhere.
     """
 
     strategy: str = "canary"
@@ -57,6 +61,7 @@ class RolloutPlan:
     guardrail_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     time_block_s: float = DEFAULT_TIME_BLOCK_S
     warmup_s: float = 0.0
+    metrics: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -85,6 +90,11 @@ class RolloutPlan:
         object.__setattr__(self, "steps", tuple(float(s) for s in steps))
         object.__setattr__(self, "guardrails", tuple(self.guardrails))
         self.judged_by()  # a plan with unknown guardrails is refused now, not at its first look
+        if self.metrics is not None:
+            try:
+                PrometheusQueries.model_validate(self.metrics)
+            except ValueError as error:
+                raise InvalidInput(f"invalid metric source: {error}") from None
 
     def judged_by(self) -> tuple[Guardrail, ...]:
         """The guardrails this plan is judged by, with their options."""

@@ -44,6 +44,8 @@ class Rollout(Base):
     routed_weight_bp: Mapped[int | None] = mapped_column(Integer)
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     routing_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # A metric source's statistics are read up to here (plan.metrics; None: never yet).
+    metrics_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -97,6 +97,7 @@ def plan_of(body: RolloutCreate) -> RolloutPlan:
         guardrail_options=body.guardrail_options,
         time_block_s=body.time_block_s,
         warmup_s=body.warmup_s,
+        metrics=body.metrics.model_dump() if body.metrics is not None else None,
     )
 
 

@@ -4,13 +4,17 @@ client library parses responses with the same types the API declares."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.metric_sources.queries import PrometheusQueries
 from controller.routers.base import RouterSpec
-from controller.stats import ArmStats, Report
+from controller.stats.evidence import Report
 from controller.vocabulary import DEFAULT_TIME_BLOCK_S, FINAL_STATES, STRATEGIES
+
+if TYPE_CHECKING:
+    from controller.stats.sufficient import ArmStats
 
 
 class Strict(BaseModel):
@@ -42,6 +46,10 @@ class RolloutCreate(Strict):
     )
     router: RouterSpec | None = Field(
         default=None, description="How weights reach the data plane (default: the gateway)"
+    )
+    metrics: PrometheusQueries | None = Field(
+        default=None,
+        description="Read the arms' statistics from Prometheus (needs a webhook router)",
     )
 
 

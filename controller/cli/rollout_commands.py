@@ -14,6 +14,7 @@ import click
 from controller.api.schemas import RolloutOut
 from controller.cli import summary as ci_summary
 from controller.client import RolloutClient, RolloutTimeout
+from controller.metric_sources.queries import PrometheusQueries
 from controller.report import RolloutHistory, render_html
 from controller.routers.base import RouterSpec
 from controller.stats import Evidence
@@ -88,6 +89,33 @@ def router_spec(kind: str, url: str | None, secret: str | None) -> RouterSpec | 
         return RouterSpec(kind=kind, url=url, secret=secret)
     except ValueError as error:
         raise InvalidInput(f"invalid router: {error}") from None
+
+
+def prometheus_queries(
+    url: str | None,
+    requests: str | None,
+    errors: str | None,
+    latency_buckets: str | None,
+    interval_s: float,
+    lag_s: float,
+) -> PrometheusQueries | None:
+    if url is None:
+        if requests or errors or latency_buckets:
+            raise InvalidInput("--promql-* options go with --prometheus URL")
+        return None
+    if not (requests and errors):
+        raise InvalidInput("--prometheus needs --promql-requests and --promql-errors")
+    try:
+        return PrometheusQueries(
+            url=url,
+            requests=requests,
+            errors=errors,
+            latency_buckets=latency_buckets,
+            interval_s=interval_s,
+            lag_s=lag_s,
+        )
+    except ValueError as error:
+        raise InvalidInput(f"invalid metric source: {error}") from None
 
 
 def _guardrails(r: RolloutOut) -> tuple[Evidence, ...]:
@@ -227,6 +255,29 @@ def rollout() -> None:
 )
 @click.option("--router-url", help="webhook router: where Shelf POSTs the desired weights")
 @click.option(
+    "--prometheus",
+    "prometheus_url",
+    help="Read the arms' statistics from this Prometheus (with --router webhook)",
+)
+@click.option(
+    "--promql-requests",
+    metavar="QUERY",
+    help="Cumulative request counter of version {version}, e.g. "
+    'sum(model_requests_total{version="{version}"})',
+)
+@click.option("--promql-errors", metavar="QUERY", help="Cumulative server-error counter")
+@click.option(
+    "--promql-latency-buckets",
+    metavar="QUERY",
+    help="Cumulative latency histogram buckets, summed `by (le)`",
+)
+@click.option(
+    "--metrics-interval", default="10s", show_default=True, help="How often counters are read"
+)
+@click.option(
+    "--metrics-lag", default="5s", show_default=True, help="How long scrapes take to land"
+)
+@click.option(
     "--router-secret",
     envvar="SHELF_ROUTER_SECRET",
     help="webhook router: HMAC key its receiver checks [SHELF_ROUTER_SECRET]",
@@ -268,6 +319,12 @@ def rollout_start(
     router_kind: str,
     router_url: str | None,
     router_secret: str | None,
+    prometheus_url: str | None,
+    promql_requests: str | None,
+    promql_errors: str | None,
+    promql_latency_buckets: str | None,
+    metrics_interval: str,
+    metrics_lag: str,
     wait: bool,
     wait_timeout: str,
     summary: Path | None,
@@ -291,6 +348,14 @@ def rollout_start(
         time_block_s=parse_duration(time_block),
         warmup_s=parse_duration(warmup),
         router=router_spec(router_kind, router_url, router_secret),
+        metrics=prometheus_queries(
+            prometheus_url,
+            promql_requests,
+            promql_errors,
+            promql_latency_buckets,
+            parse_duration(metrics_interval),
+            parse_duration(metrics_lag),
+        ),
     )
     if wait:
         return wait_for_outcome(client, created.id, parse_duration(wait_timeout), as_json, summary)

@@ -28,12 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -41,8 +39,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.stats.sufficient import ArmStats
+from controller.strata import Stratum, StratumClock
 from controller.tables import ArmStatsDelta, Rollout
-from controller.vocabulary import WARMUP_BLOCK
 from registry.db.session import Database
 
 log = logging.getLogger(__name__)
@@ -50,25 +48,6 @@ log = logging.getLogger(__name__)
 # (rollout id, model id, version id, arm)
 ArmKey = tuple[int, int, int, str]
 # (step, time block)
-Stratum = tuple[int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class StratumClock:
-    """Where a rollout's traffic falls at a given time: its step (``SHADOW_STEP`` while
-    shadowing) and the block ``floor((t - step start - warm-up) / block_s)`` within it, or
-    ``WARMUP_BLOCK`` during the step's warm-up."""
-
-    step: int
-    step_started_s: float  # Unix time
-    block_s: float
-    warmup_s: float = 0.0
-
-    def at(self, now_s: float) -> Stratum:
-        since = now_s - self.step_started_s - self.warmup_s
-        if since < 0.0:
-            return (self.step, WARMUP_BLOCK if self.warmup_s > 0.0 else 0)
-        return (self.step, math.floor(since / self.block_s))
 
 
 def default_replica_id() -> str:

@@ -20,15 +20,13 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from controller.gateway.recorder import ArmKey, StratumClock
+from controller.gateway.recorder import ArmKey
+from controller.strata import StratumClock, stratum_clock
 from controller.tables import Rollout
 from controller.vocabulary import (
     ACTIVE_STATES,
-    DEFAULT_TIME_BLOCK_S,
     ROUTING_CHANNEL,
-    SHADOW_STEP,
     Arm,
-    RolloutState,
 )
 from registry.db.session import Database
 from registry.db.tables import Alias, Model, ModelVersion
@@ -94,16 +92,7 @@ def _arm(
 
 
 def _stratum_clock(row: Any) -> StratumClock:
-    """The rollout's strata: its step (``SHADOW_STEP`` while mirroring) and time blocks of the
-    plan's ``time_block_s`` from the step's start, after its ``warmup_s``."""
-    plan = row.plan or {}
-    started = row.step_started_at or row.created_at
-    return StratumClock(
-        step=SHADOW_STEP if row.state == RolloutState.shadowing else int(row.step_index),
-        step_started_s=started.timestamp(),
-        block_s=float(plan.get("time_block_s", DEFAULT_TIME_BLOCK_S)),
-        warmup_s=float(plan.get("warmup_s", 0.0)),
-    )
+    return stratum_clock(row.state, row.step_index, row.step_started_at, row.created_at, row.plan)
 
 
 def clocks_of(table: RoutingTable) -> dict[int, StratumClock]:

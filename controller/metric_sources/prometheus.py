@@ -29,22 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field
 
+from controller.metric_sources.queries import PrometheusQueries
 from controller.stats import ArmStats
 from registry.errors import UpstreamError
-
-
-class PrometheusQueries(BaseModel):
-    """Where a rollout's arms are measured (``metrics`` in the rollout's API body)."""
-
-    url: str = Field(max_length=2048, description="Prometheus base URL, e.g. http://prom:9090")
-    requests: str = Field(max_length=2000, description="Cumulative request counter, {version}")
-    errors: str = Field(max_length=2000, description="Cumulative server-error counter")
-    latency_buckets: str | None = Field(
-        default=None, max_length=2000, description="Cumulative histogram buckets `by (le)`"
-    )
-    timeout_s: float = Field(default=10.0, gt=0, le=60)
 
 
 @dataclass(frozen=True)

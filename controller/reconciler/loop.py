@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from controller.config import ControllerSettings
 from controller.plans import HOLD, Action, ActionKind, Position, RolloutPlan, decide
+from controller.reconciler.collect import collect
 from controller.reconciler.judge import judge
 from controller.reconciler.leader import LeaderLock
 from controller.reconciler.totals import ArmTotals, consume_deltas
@@ -29,6 +30,7 @@ from controller.webhooks.outbox import deliver_due
 from registry.db.base import utcnow
 from registry.db.session import Database
 from registry.db.tables import Model
+from registry.errors import UpstreamError
 
 log = logging.getLogger("shelf.reconciler")
 ACTOR = "reconciler"
@@ -89,8 +91,12 @@ class Reconciler:
                 return None
             model = session.get(Model, rollout.model_id)
             assert model is not None
-            totals, _ = consume_deltas(session, rollout)
             plan = RolloutPlan.from_json(rollout.plan)
+            try:
+                collect(session, rollout, plan, self.http, self.clock())
+            except UpstreamError as error:  # read at a later look; nothing is lost
+                log.warning("metric source of rollout %s: %s", rollout.id, error)
+            totals, _ = consume_deltas(session, rollout)
             report = judge(plan, totals)
             now = self.clock()
             champion, challenger = totals.champion, totals.challenger

@@ -67,6 +67,11 @@ def start_rollout(
     """Starts the rollout, routed by the built-in gateway or by ``router``; with ``outbound``
     both serving URLs (and a webhook router's URL) must be allowed by it (they were registered
     under the policy of that time, which may have been tightened since)."""
+    if plan.metrics is not None and (router is None or router.kind != "webhook"):
+        raise InvalidInput(
+            "a metric source reads traffic Shelf's gateway does not see: it needs a webhook "
+            "router (with the built-in gateway, Shelf measures the traffic itself)"
+        )
     if router is not None and router.kind == "webhook":
         if not (router.url and router.secret):
             raise InvalidInput("a webhook router needs a url and a secret (16 characters or more)")

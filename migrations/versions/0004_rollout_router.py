@@ -1,4 +1,5 @@
-"""rollouts remember their router and what it last acknowledged
+"""rollouts remember their router, what it last acknowledged, and how far a metric source
+was read
 
 Revision ID: 0004
 Revises: 0003
@@ -38,10 +39,14 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("routing_error", sa.Text(), server_default="", nullable=False)
         )
+        batch_op.add_column(
+            sa.Column("metrics_until", registry.db.base.UTCDateTime(timezone=True), nullable=True)
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("rollouts", schema=None) as batch_op:
+        batch_op.drop_column("metrics_until")
         batch_op.drop_column("routing_error")
         batch_op.drop_column("routed_at")
         batch_op.drop_column("routed_weight_bp")

@@ -7,9 +7,10 @@ from typing import Any, cast
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.gateway.recorder import Recorder, StratumClock
+from controller.gateway.recorder import Recorder
 from controller.gateway.split import bucket, unit_bucket
 from controller.stats.sufficient import UNIT_BUCKETS, ArmStats
+from controller.strata import StratumClock
 
 
 def test_stratum_clock_blocks_and_warm_up() -> None:

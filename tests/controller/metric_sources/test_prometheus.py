@@ -9,12 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.metric_sources.prometheus import (
-    PrometheusQueries,
-    PrometheusSource,
-    Reading,
-    increments,
-)
+from controller.metric_sources.prometheus import PrometheusSource, Reading, increments
+from controller.metric_sources.queries import PrometheusQueries
 from controller.stats.sufficient import latency_bucket
 from registry.errors import UpstreamError
 from shelf.demo.processes import start_model_server

@@ -88,6 +88,24 @@ class FeedbackReceipt(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RolloutStratum(Base):
+    """One arm's cumulative statistics in one stratum of a rollout (step, time block), as the
+    reconciler merged them from gateway deltas. A row per stratum keeps each look's write small:
+    only the strata that received data change (docs/statistics.md, "Strata")."""
+
+    __tablename__ = "rollout_strata"
+    __table_args__ = (UniqueConstraint("rollout_id", "step", "block", "arm"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[int] = mapped_column(Integer)
+    block: Mapped[int] = mapped_column(Integer)
+    arm: Mapped[str] = mapped_column(String(16))
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
 class RolloutObservation(Base):
     """What the reconciler saw at one look: weights, sample sizes and each guardrail's evidence
     (the time series behind `shelf rollout status` and the quickstart report). ``evidence`` is a

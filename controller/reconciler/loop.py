@@ -196,11 +196,10 @@ class Reconciler:
 
 
 def observed_json(totals: ArmTotals, report: Report, now: datetime) -> dict[str, Any]:
-    """What the rollout row keeps of its latest look: the arms over all strata (shown), each
-    stratum's statistics (judged) and the evidence."""
+    """What the rollout row keeps of its latest look: the arms over all strata (shown; the
+    strata themselves are ``RolloutStratum`` rows) and the evidence."""
     return {
         "arms": totals.to_json(),
-        "strata": totals.strata_json(),
         "evidence": report.model_dump(mode="json"),
         "at": now.isoformat(),
     }

@@ -8,22 +8,23 @@ totals it had.
 
 Totals are kept per stratum (rollout step and time block, as the gateway recorded them), so
 the statistics compare the arms within strata and never one arm's data from one period against
-the other's from another (docs/statistics.md, "Strata"). A stratum's statistics are small
-(sums and sparse histograms), and a plan produces at most ``RolloutPlan.max_strata()`` of
-them; past ``MAX_STORED_STRATA`` (a rollout paused for days) new data joins the latest stored
-stratum, which keeps the row bounded at the cost of a coarser last stratum."""
+the other's from another (docs/statistics.md, "Strata"). Each stratum and arm is a
+``RolloutStratum`` row, and a look rewrites only the rows that received data (usually the
+current block's two), so the write per look stays a few kilobytes however long the rollout
+runs. A plan produces at most ``RolloutPlan.max_strata()`` strata; past ``MAX_STORED_STRATA``
+(a rollout paused for days) new data joins the latest stored stratum, which keeps the rows
+bounded at the cost of a coarser last stratum."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from controller.stats import ArmStats
-from controller.tables import ArmStatsDelta, Rollout
-from controller.vocabulary import SHADOW_STEP, WARMUP_BLOCK, Arm
+from controller.tables import ArmStatsDelta, Rollout, RolloutStratum
+from controller.vocabulary import ARMS, SHADOW_STEP, WARMUP_BLOCK, Arm
 
 MAX_STORED_STRATA = 256
 StratumKey = tuple[int, int]  # (step, block)
@@ -34,23 +35,25 @@ class ArmTotals:
     """Each stratum's (champion, challenger) statistics, by (step, block)."""
 
     strata: dict[StratumKey, tuple[ArmStats, ArmStats]] = field(default_factory=dict)
+    changed: set[StratumKey] = field(default_factory=set)
 
     @classmethod
-    def of(cls, rollout: Rollout) -> ArmTotals:
-        observed = rollout.observed or {}
+    def load(cls, session: Session, rollout: Rollout) -> ArmTotals:
+        """The rollout's stored strata; a rollout whose totals were pooled before strata
+        existed (``observed.arms``) continues from them as one stratum."""
         totals = cls()
-        if "strata" in observed:
-            for item in observed["strata"]:
-                totals.strata[(int(item["step"]), int(item["block"]))] = (
-                    ArmStats.from_json(item.get(Arm.champion, {})),
-                    ArmStats.from_json(item.get(Arm.challenger, {})),
-                )
-        elif "arms" in observed:  # written before strata existed: one stratum
-            arms = observed["arms"]
-            totals.strata[(0, 0)] = (
-                ArmStats.from_json(arms.get(Arm.champion, {})),
-                ArmStats.from_json(arms.get(Arm.challenger, {})),
-            )
+        rows = session.scalars(
+            select(RolloutStratum).where(RolloutStratum.rollout_id == rollout.id)
+        )
+        for row in rows:
+            totals.add((row.step, row.block), row.arm, ArmStats.from_json(row.stats))
+        arms = (rollout.observed or {}).get("arms", {})
+        pooled = [ArmStats.from_json(arms.get(arm, {})) for arm in ARMS]
+        if not totals.strata and not all(stats.is_empty() for stats in pooled):
+            for arm, stats in zip(ARMS, pooled, strict=True):
+                totals.add((0, 0), arm, stats)
+            return totals
+        totals.changed.clear()
         return totals
 
     def add(self, key: StratumKey, arm: str, part: ArmStats) -> None:
@@ -62,6 +65,34 @@ class ArmTotals:
         elif arm == Arm.challenger:
             challenger = challenger.merge(part)
         self.strata[key] = (champion, challenger)
+        self.changed.add(key)
+
+    def save(self, session: Session, rollout_id: int) -> None:
+        """Writes the strata that changed since loading."""
+        if not self.changed:
+            return
+        existing = {
+            (row.step, row.block, row.arm): row
+            for row in session.scalars(
+                select(RolloutStratum).where(RolloutStratum.rollout_id == rollout_id)
+            )
+        }
+        for step, block in sorted(self.changed):
+            for arm, stats in zip(ARMS, self.strata[(step, block)], strict=True):
+                row = existing.get((step, block, arm))
+                if row is None:
+                    session.add(
+                        RolloutStratum(
+                            rollout_id=rollout_id,
+                            step=step,
+                            block=block,
+                            arm=arm,
+                            stats=stats.to_json(),
+                        )
+                    )
+                else:
+                    row.stats = stats.to_json()
+        self.changed.clear()
 
     @property
     def champion(self) -> ArmStats:
@@ -81,17 +112,6 @@ class ArmTotals:
         """Both arms over all strata (the rollout's ``observed.arms``)."""
         return {Arm.champion: self.champion.to_json(), Arm.challenger: self.challenger.to_json()}
 
-    def strata_json(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "step": step,
-                "block": block,
-                Arm.champion: champion.to_json(),
-                Arm.challenger: challenger.to_json(),
-            }
-            for (step, block), (champion, challenger) in sorted(self.strata.items())
-        ]
-
 
 def _label(key: StratumKey) -> str:
     step, block = key
@@ -100,8 +120,9 @@ def _label(key: StratumKey) -> str:
 
 
 def consume_deltas(session: Session, rollout: Rollout) -> tuple[ArmTotals, int]:
-    """Totals including every delta committed so far; returns them and how many were merged."""
-    totals = ArmTotals.of(rollout)
+    """Totals including every delta committed so far, stored; returns them and how many deltas
+    were merged."""
+    totals = ArmTotals.load(session, rollout)
     rows = list(
         session.scalars(
             select(ArmStatsDelta)
@@ -109,9 +130,9 @@ def consume_deltas(session: Session, rollout: Rollout) -> tuple[ArmTotals, int]:
             .order_by(ArmStatsDelta.id)
         )
     )
-    if not rows:
-        return totals, 0
     for row in rows:
         totals.add((row.stratum_step, row.stratum_block), row.arm, ArmStats.from_json(row.stats))
-    session.execute(delete(ArmStatsDelta).where(ArmStatsDelta.id.in_([r.id for r in rows])))
+    if rows:
+        session.execute(delete(ArmStatsDelta).where(ArmStatsDelta.id.in_([r.id for r in rows])))
+    totals.save(session, rollout.id)
     return totals, len(rows)

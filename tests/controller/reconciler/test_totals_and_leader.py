@@ -16,7 +16,7 @@ from controller.reconciler.loop import observed_json
 from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts import service
 from controller.stats.sufficient import ArmStats
-from controller.tables import ArmStatsDelta, Rollout
+from controller.tables import ArmStatsDelta, Rollout, RolloutStratum
 from registry.db.base import utcnow
 from registry.db.session import Database
 from tests.controller.factories import model_with_versions
@@ -104,7 +104,7 @@ def test_totals_are_kept_per_stratum_and_warm_ups_are_shown_not_judged(
     with database.session() as session:
         rollout = session.get(Rollout, rollout_id)
         assert rollout is not None
-        again = ArmTotals.of(rollout)  # a restarted reconciler reads the strata back
+        again = ArmTotals.load(session, rollout)  # a restarted reconciler reads them back
     strata, labels = again.judged()
     assert labels == ["step 1, block 1", "step 2, block 1"]
     assert [(a.requests, b.requests) for a, b in strata] == [(90, 10), (50, 50)]
@@ -157,3 +157,27 @@ def test_postgres_leader_is_an_advisory_lock_released_when_the_leader_dies(
         second.release()
         first_db.dispose()
         second_db.dispose()
+
+
+def test_a_rollout_pooled_before_strata_continues_as_one_stratum(database: Database) -> None:
+    model_with_versions(database)
+    with database.session() as session:
+        rollout_id = service.start_rollout(session, "fraud", 2, RolloutPlan(), "t").id
+    old = ArmTotals({(0, 0): (ArmStats(requests=40), ArmStats(requests=4))})
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        rollout.observed = {"arms": old.to_json()}  # what a look before strata stored
+    add_delta(database, rollout_id, "challenger", "g1", 1, 6, 0, stratum=(0, 3))
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        totals, merged = consume_deltas(session, rollout)
+        stored = session.scalar(select(func.count()).select_from(RolloutStratum))
+    assert merged == 1 and stored == 4  # two strata, two arms each
+    assert (totals.champion.requests, totals.challenger.requests) == (40, 10)
+    with database.session() as session:
+        rollout = session.get(Rollout, rollout_id)
+        assert rollout is not None
+        again, _ = consume_deltas(session, rollout)  # nothing new: same totals, nothing added
+    assert sorted(again.strata) == [(0, 0), (0, 3)] and again.challenger.requests == 10

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.stats import ArmStats, Report
 from controller.vocabulary import FINAL_STATES, STRATEGIES
+from registry.names import MAX_NUMBER
 
 
 class Strict(BaseModel):
@@ -17,12 +18,12 @@ class Strict(BaseModel):
 
 
 class RolloutCreate(Strict):
-    challenger: int = Field(ge=1)
+    challenger: int = Field(ge=1, le=MAX_NUMBER)
     strategy: str = Field(default="canary", description=f"One of {', '.join(STRATEGIES)}")
     steps: list[float] | None = Field(default=None, description="Challenger traffic % per step")
-    min_samples: int = Field(default=2000, ge=1)
+    min_samples: int = Field(default=2000, ge=1, le=MAX_NUMBER)
     min_step_duration_s: float = Field(default=300.0, ge=0)
-    shadow_min_samples: int | None = Field(default=None, ge=1)
+    shadow_min_samples: int | None = Field(default=None, ge=1, le=MAX_NUMBER)
     shadow_duration_s: float | None = Field(default=None, ge=0)
     max_duration_s: float = Field(default=6 * 3600.0, gt=0)
     on_timeout: str = "rollback"
@@ -32,7 +33,7 @@ class RolloutCreate(Strict):
 
 
 class RollbackRequest(Strict):
-    to: int | None = Field(default=None, ge=1)
+    to: int | None = Field(default=None, ge=1, le=MAX_NUMBER)
     reason: str = Field(default="", max_length=1000)
 
 

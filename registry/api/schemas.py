@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.db.tables import Alias, AuditEvent, Model, ModelVersion, VersionFile
+from registry.names import MAX_NUMBER
 
 DIGEST_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -26,7 +27,7 @@ class Strict(BaseModel):
 
 class FileEntryIn(Strict):
     path: str = Field(min_length=1, max_length=1024)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=2**63 - 1)
     digest: str = Field(pattern=DIGEST_PATTERN)
 
 
@@ -63,7 +64,7 @@ class VersionPatch(Strict):
 
 
 class AliasSet(Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_NUMBER)
     reason: str = Field(default="", max_length=1000)
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from registry.api.deps import AppContext, caller, context, requires
 from registry.api.paging import PAGE_MAX, page_token_value
+from registry.api.params import ModelName, VersionNumber, VersionRef
 from registry.api.schemas import (
     ModelOut,
     ModelPage,
@@ -81,7 +82,7 @@ def get_models(
 
 @router.get("/models/{name}", response_model=ModelOut)
 def get_one_model(
-    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    name: ModelName, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
 ) -> ModelOut:
     with ctx.database.session() as session:
         return _model_out(session, get_model(session, name))
@@ -89,7 +90,7 @@ def get_one_model(
 
 @router.post("/models/{name}/versions", response_model=VersionOut, status_code=201)
 def create_version(
-    name: str,
+    name: ModelName,
     body: VersionCreate,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.publish)),
@@ -113,7 +114,7 @@ def create_version(
 
 @router.get("/models/{name}/versions", response_model=VersionPage)
 def get_versions(
-    name: str,
+    name: ModelName,
     limit: int = Query(50, ge=1, le=PAGE_MAX),
     page_token: str | None = None,
     tag: list[str] = Query(default=[], description="key=value; repeat to require several"),
@@ -139,7 +140,10 @@ def get_versions(
 
 @router.get("/models/{name}/versions/{ref}", response_model=VersionOut)
 def get_version(
-    name: str, ref: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    name: ModelName,
+    ref: VersionRef,
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
 ) -> VersionOut:
     """``ref`` is a version number, an alias, or ``latest``."""
     with ctx.database.session() as session:
@@ -149,8 +153,8 @@ def get_version(
 
 @router.patch("/models/{name}/versions/{version}", response_model=VersionOut)
 def patch_version(
-    name: str,
-    version: int,
+    name: ModelName,
+    version: VersionNumber,
     body: VersionPatch,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.publish)),
@@ -170,8 +174,8 @@ def patch_version(
 
 @router.get("/models/{name}/versions/{ref}/files/{path:path}")
 def download_file(
-    name: str,
-    ref: str,
+    name: ModelName,
+    ref: VersionRef,
     path: str,
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),

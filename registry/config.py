@@ -66,6 +66,35 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
+    # Limits on what one request may cost (docs/security.md, "Limits").
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body outside uploads (JSON), refused with 413 unread",
+    )
+    max_upload_bytes: int = Field(
+        default=1024**4, ge=1, description="Largest blob upload, streamed, refused with 413"
+    )
+    max_json_depth: int = Field(
+        default=32, ge=2, le=100, description="Deepest nesting of a JSON body (422 beyond)"
+    )
+    body_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for the next piece of a request body"
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request line plus headers (431 beyond)"
+    )
+    max_headers: int = Field(default=100, ge=8, description="Most headers in one request")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest time a client may take to send its headers"
+    )
+    keep_alive_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long an idle keep-alive connection stays open"
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Concurrent connections or requests on the API (503 beyond)"
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

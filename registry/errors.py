@@ -49,6 +49,11 @@ class PayloadTooLarge(ShelfError):
     code = "payload_too_large"
 
 
+class RequestTimeout(ShelfError):
+    status_code = 408
+    code = "request_timeout"
+
+
 class Unauthorized(ShelfError):
     status_code = 401
     code = "unauthorized"

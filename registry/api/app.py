@@ -11,6 +11,7 @@ from registry import __version__
 from registry.api import aliases, blobs, events, health, versions
 from registry.api.deps import AppContext
 from registry.api.errors import install_error_handlers
+from registry.api.limits import BodyLimits, RequestLimits
 from registry.auth import Authenticator
 from registry.config import Settings
 from registry.db.session import Database
@@ -50,6 +51,7 @@ def create_registry_app(
         authenticator=Authenticator(settings.all_tokens()),
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, limits=BodyLimits.of(settings))
     for router in routers:
         app.include_router(router)
     return app

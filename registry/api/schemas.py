@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.db.tables import Alias, AuditEvent, Model, ModelVersion, VersionFile
+from registry.json_depth import value_depth
 from registry.names import MAX_NUMBER
+
+log = logging.getLogger("shelf.api")
 
 DIGEST_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -120,7 +124,7 @@ class VersionOut(BaseModel):
             data_window_start=row.data_window_start,
             data_window_end=row.data_window_end,
             serving_url=row.serving_url,
-            reference_profile=row.reference_profile,
+            reference_profile=readable_profile(row),
             manifest_digest=row.manifest_digest,
             total_size=row.total_size,
             file_count=row.file_count,
@@ -128,6 +132,26 @@ class VersionOut(BaseModel):
             created_by=row.created_by,
             files=[FileOut.of(f) for f in files] if files is not None else None,
         )
+
+
+# Deeper than any request may now send (SHELF_MAX_JSON_DEPTH <= 100), shallower than where
+# pydantic's serializer gives up.
+STORED_JSON_MAX_DEPTH = 100
+
+
+def readable_profile(row: ModelVersion) -> dict[str, Any] | None:
+    """The stored reference profile, or None for one stored before bodies had a depth limit and
+    too deep to serialize: one such row must not make every listing of its model fail."""
+    profile = row.reference_profile
+    if profile is not None and value_depth(profile, STORED_JSON_MAX_DEPTH) > STORED_JSON_MAX_DEPTH:
+        log.warning(
+            "%s@%s: reference profile nests deeper than %d levels; not shown",
+            row.model.name,
+            row.version,
+            STORED_JSON_MAX_DEPTH,
+        )
+        return None
+    return profile
 
 
 class VersionPage(BaseModel):

@@ -88,8 +88,8 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(
         default=10.0, gt=0, description="Longest time a client may take to send its headers"
     )
-    keep_alive_timeout_s: float = Field(
-        default=5.0, gt=0, description="How long an idle keep-alive connection stays open"
+    keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="How long an idle keep-alive connection stays open"
     )
     max_connections: int = Field(
         default=1000, ge=1, description="Concurrent connections or requests on the API (503 beyond)"

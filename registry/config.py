@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_multipart_chunk_mb: int = Field(default=16, ge=5, le=512)
+    s3_max_attempts: int = Field(default=5, ge=1, le=20, description="Tries per S3 request")
+    gc_grace_s: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="shelf gc keeps unreferenced blobs and upload leftovers younger than this",
+    )
     tokens: list[TokenSpec] = Field(
         default_factory=list, description="JSON list of {name, role, token}"
     )

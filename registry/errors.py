@@ -64,6 +64,13 @@ class Forbidden(ShelfError):
     code = "forbidden"
 
 
+class StoreUnavailable(ShelfError):
+    """The artifact store could not be reached or failed; nothing was stored, retry later."""
+
+    status_code = 503
+    code = "store_unavailable"
+
+
 class UpstreamError(ShelfError):
     """A model server could not be reached or failed (gateway)."""
 

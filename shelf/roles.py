@@ -13,6 +13,8 @@ from controller.reconciler.loop import Reconciler
 from registry.cli import output
 from registry.db.session import Database
 from registry.errors import InvalidInput
+from registry.services.gc import remove_abandoned_uploads
+from registry.storage.factory import open_store
 from shelf import migrate
 from shelf.app import create_app, create_health_app
 from shelf.http_limits import HeaderLimits
@@ -78,10 +80,18 @@ def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler
     listeners: list[Listener] = []
     jobs = []
     if api:
+        store = open_store(settings)
+        removed = remove_abandoned_uploads(store)
+        if removed:
+            output.console.print(
+                f"removed {len(removed)} files of uploads a stopped server left unfinished "
+                f"({sum(item.size for item in removed)} bytes)",
+                highlight=False,
+            )
         listeners.append(
             Listener(
                 "api",
-                create_app(settings, database),
+                create_app(settings, database, store),
                 settings.host,
                 settings.port,
                 **_limits(settings, settings.max_connections),

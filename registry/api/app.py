@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from registry import __version__
-from registry.api import aliases, blobs, events, health, versions
+from registry.api import admin, aliases, blobs, events, health, versions
 from registry.api.deps import AppContext
 from registry.api.errors import install_error_handlers
 from registry.api.limits import BodyLimits, RequestLimits
@@ -24,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     versions.router,
     aliases.router,
     events.router,
+    admin.router,
 )
 
 

@@ -383,8 +383,62 @@ def models(ctx: click.Context, as_json: bool) -> None:
     )
 
 
+def parse_duration(text: str) -> float:
+    """``90`` (seconds), ``90s``, ``30m``, ``12h`` or ``7d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid duration {text!r}: expected e.g. 3600, 30m, 12h or 7d"
+        ) from None
+    if value < 0 or value != value:
+        raise InvalidInput(f"invalid duration {text!r}: must not be negative")
+    return value * units[unit]
+
+
+@click.command("gc")
+@click.option("--apply", is_flag=True, help="Remove; without it, only print (dry run)")
+@click.option(
+    "--grace",
+    help="Keep anything younger than this: 3600, 30m, 12h, 7d [default: SHELF_GC_GRACE_S, 24h]",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def gc(ctx: click.Context, apply: bool, grace: str | None, as_json: bool) -> None:
+    """Free blobs no version references and leftovers of unfinished uploads (admin).
+
+    Dry run by default: prints what would be freed. Blobs and uploads younger than the grace
+    period are kept, so it is safe while clients upload and register."""
+    grace_s = parse_duration(grace) if grace is not None else None
+    report = client_of(ctx).collect_garbage(apply=apply, grace_s=grace_s)
+    if as_json:
+        print_json(report)
+        return
+    rows = [
+        ["blob", i["name"], human_size(i["size"]), short_time(i["modified_at"])]
+        for i in report["blobs"]
+    ]
+    rows += [
+        ["upload", i["name"], human_size(i["size"]), short_time(i["modified_at"])]
+        for i in report["uploads"]
+    ]
+    if rows:
+        table(["kind", "name", "size", "written"], rows)
+    total = report["blob_bytes"] + report["upload_bytes"]
+    verb = "freed" if report["applied"] else "would free"
+    summary = (
+        f"{verb} {human_size(total)}: {len(report['blobs'])} unreferenced blobs, "
+        f"{len(report['uploads'])} upload leftovers (older than {report['grace_s']:g} s)"
+    )
+    output.console.print(summary, highlight=False)
+    if not report["applied"] and rows:
+        output.console.print("dry run: run again with --apply to remove them", highlight=False)
+
+
 registry = click.Group(
     "registry",
-    commands=[register, versions, show, download, update, alias, history, models],
+    commands=[register, versions, show, download, update, alias, history, models, gc],
     help="The registry's commands.",
 )

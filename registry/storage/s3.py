@@ -61,13 +61,14 @@ class S3BlobWriter:
         self._hash.update(chunk)
         self._written += len(chunk)
         self._buffer += chunk
-        if len(self._buffer) >= self._store.part_size:
-            try:
-                self._send_part()
-            except (BotoCoreError, ClientError) as error:
-                raise _unavailable(error) from error
+        try:
+            while len(self._buffer) >= self._store.part_size:
+                self._send_part(self._store.part_size)
+        except (BotoCoreError, ClientError) as error:
+            raise _unavailable(error) from error
 
-    def _send_part(self) -> None:
+    def _send_part(self, size: int | None = None) -> None:
+        """Sends the first ``size`` buffered bytes (all of them by default) as the next part."""
         client = self._store.client
         if self._upload_id is None:
             created = client.create_multipart_upload(Bucket=self._store.bucket, Key=self._key)
@@ -78,10 +79,10 @@ class S3BlobWriter:
             Key=self._key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=bytes(self._buffer),
+            Body=bytes(self._buffer[:size]),
         )
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
-        self._buffer.clear()
+        del self._buffer[:size]
 
     def commit(self, digest: str | None = None) -> int:
         client = self._store.client

@@ -16,10 +16,17 @@ ALIAS_PATTERN = r"^(?:[0-9]+[a-z._-]|[a-z])[a-z0-9._-]*$"
 REFERENCE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 ALIAS_RE = re.compile(ALIAS_PATTERN)
-TAG_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+TAG_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$"
+TAG_KEY_RE = re.compile(TAG_KEY_PATTERN)
 MAX_PATH_LENGTH = 1024
 # Versions, rollouts and events are numbered in 32-bit integer columns.
 MAX_NUMBER = 2**31 - 1
+# The manifest path rules as one pattern (for the OpenAPI document): '/'-separated segments,
+# none empty, '.' or '..', without backslash, ':' or control characters.
+_CHAR = r"[^/\\:\x00-\x1f\x7f]"
+_NOT_DOT = r"[^/\\:\x00-\x1f\x7f.]"
+_SEGMENT = rf"(?:{_NOT_DOT}{_CHAR}*|\.{_NOT_DOT}{_CHAR}*|\.\.{_CHAR}+)"
+FILE_PATH_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
 # Windows drive letters ("D:"), alternate data streams ("a:b") and device paths all need ':'.
 _UNSAFE_PATH_CHARS = re.compile(r"[\\\x00-\x1f\x7f:]")
 
@@ -30,6 +37,14 @@ def parse_number(text: str, what: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > MAX_NUMBER:
         raise InvalidInput(f"invalid {what} {text!r}: expected a number from 0 to {MAX_NUMBER}")
     return int(text)
+
+
+def parse_position(text: str, what: str) -> int:
+    """Like ``parse_number``, but a 10-digit number beyond ``MAX_NUMBER`` stands for "past
+    every row" and is clamped to it (a page token is a position, not a row's number)."""
+    if text.isascii() and text.isdigit() and len(text) <= 10:
+        return min(int(text), MAX_NUMBER)
+    return parse_number(text, what)
 
 
 def check_model_name(name: str) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controller.stats import ArmStats, Report
 from controller.vocabulary import FINAL_STATES, STRATEGIES
-from registry.names import MAX_NUMBER
+from registry.names import MAX_NUMBER, MODEL_NAME_PATTERN
 
 
 class Strict(BaseModel):
@@ -19,7 +19,11 @@ class Strict(BaseModel):
 
 class RolloutCreate(Strict):
     challenger: int = Field(ge=1, le=MAX_NUMBER)
-    strategy: str = Field(default="canary", description=f"One of {', '.join(STRATEGIES)}")
+    strategy: str = Field(
+        default="canary",
+        pattern=f"^({'|'.join(STRATEGIES)})$",
+        description=f"One of {', '.join(STRATEGIES)}",
+    )
     steps: list[float] | None = Field(default=None, description="Challenger traffic % per step")
     min_samples: int = Field(default=2000, ge=1, le=MAX_NUMBER)
     min_step_duration_s: float = Field(default=300.0, ge=0)
@@ -39,7 +43,7 @@ class RollbackRequest(Strict):
 
 class WebhookCreate(Strict):
     url: str = Field(pattern=r"^https?://", max_length=2048)
-    model: str | None = None
+    model: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN, max_length=128)
     secret: str | None = Field(default=None, min_length=16, max_length=256)
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from registry import __version__
 from registry.api import admin, aliases, blobs, events, health, versions
 from registry.api.deps import AppContext
-from registry.api.errors import install_error_handlers
+from registry.api.errors import ERROR_RESPONSES, install_error_handlers
 from registry.api.limits import BodyLimits, RequestLimits
 from registry.auth import Authenticator
 from registry.config import Settings
@@ -44,6 +44,7 @@ def create_registry_app(
         description="Versioned, content-addressed model registry with canary/shadow rollouts "
         "judged by anytime-valid sequential tests.",
         openapi_url="/openapi.json" if openapi else None,
+        responses=ERROR_RESPONSES,
     )
     app.state.shelf = AppContext(
         settings=settings,

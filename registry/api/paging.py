@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.names import parse_number
+from registry.names import parse_position
 
 PAGE_MAX = 500
 
@@ -11,4 +11,4 @@ def page_token_value(token: str | None) -> int | None:
     """The position a ``page_token`` stands for; tokens are decimal ids."""
     if token is None:
         return None
-    return parse_number(token, "page token")
+    return parse_position(token, "page token")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Path, Query
 
 from registry.names import ALIAS_PATTERN, MAX_NUMBER, MODEL_NAME_PATTERN, REFERENCE_PATTERN
 
@@ -36,3 +36,11 @@ VersionRef = Annotated[
     ),
 ]
 RowId = Annotated[int, Path(ge=1, le=MAX_NUMBER)]
+PageToken = Annotated[
+    str | None,
+    Query(pattern=r"^[0-9]{1,10}$", description="next_page_token of the previous page"),
+]
+ModelPageToken = Annotated[
+    str | None,
+    Query(pattern=MODEL_NAME_PATTERN, description="next_page_token of the previous page"),
+]

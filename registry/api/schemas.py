@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from registry.db.tables import Alias, AuditEvent, Model, ModelVersion, VersionFile
 from registry.json_depth import value_depth
-from registry.names import MAX_NUMBER
+from registry.names import FILE_PATH_PATTERN, MAX_NUMBER, TAG_KEY_PATTERN
 
 log = logging.getLogger("shelf.api")
 
@@ -30,15 +30,30 @@ class Strict(BaseModel):
 
 
 class FileEntryIn(Strict):
-    path: str = Field(min_length=1, max_length=1024)
+    path: str = Field(min_length=1, max_length=1024, pattern=FILE_PATH_PATTERN)
     size: int = Field(ge=0, le=2**63 - 1)
     digest: str = Field(pattern=DIGEST_PATTERN)
+
+
+TagKey = Annotated[str, Field(pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[str, Field(max_length=1024)]
+# Stated as propertyNames (pydantic's default, patternProperties, would let other keys pass).
+Tags = Annotated[
+    dict[TagKey, TagValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": TAG_KEY_PATTERN},
+            "additionalProperties": {"type": "string", "maxLength": 1024},
+        }
+    ),
+]
 
 
 class VersionCreate(Strict):
     files: list[FileEntryIn] = Field(min_length=1, max_length=100_000)
     description: str = Field(default="", max_length=10_000)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict)
     source_uri: str | None = Field(default=None, max_length=2048)
     git_commit: str | None = Field(default=None, max_length=64)
     run_id: str | None = Field(default=None, max_length=256)
@@ -63,8 +78,8 @@ class VersionCreate(Strict):
 class VersionPatch(Strict):
     description: str | None = Field(default=None, max_length=10_000)
     status: str | None = None
-    tags: dict[str, str] | None = Field(default=None, description="Tags to set or overwrite")
-    remove_tags: list[str] = Field(default_factory=list)
+    tags: Tags | None = Field(default=None, description="Tags to set or overwrite")
+    remove_tags: list[TagKey] = Field(default_factory=list)
 
 
 class AliasSet(Strict):
@@ -73,7 +88,7 @@ class AliasSet(Strict):
 
 
 class DigestList(Strict):
-    digests: list[str] = Field(max_length=100_000)
+    digests: list[Annotated[str, Field(pattern=DIGEST_PATTERN)]] = Field(max_length=100_000)
 
 
 class FileOut(BaseModel):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.api.deps import AppContext, caller, context, requires
 from registry.api.paging import PAGE_MAX, page_token_value
-from registry.api.params import ModelName, VersionNumber, VersionRef
+from registry.api.params import ModelName, ModelPageToken, PageToken, VersionNumber, VersionRef
 from registry.api.schemas import (
     ModelOut,
     ModelPage,
@@ -24,7 +25,7 @@ from registry.auth import Principal
 from registry.config import Role
 from registry.db.tables import Model, ModelVersion
 from registry.errors import InvalidInput, NotFound
-from registry.names import Reference, check_manifest_path
+from registry.names import FILE_PATH_PATTERN, MAX_PATH_LENGTH, Reference, check_manifest_path
 from registry.services import aliases, versions
 from registry.services.lookup import get_model, list_models
 
@@ -68,7 +69,7 @@ def _model_out(session: Session, model: Model) -> ModelOut:
 @router.get("/models", response_model=ModelPage)
 def get_models(
     limit: int = Query(100, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
+    page_token: ModelPageToken = None,
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
 ) -> ModelPage:
@@ -116,8 +117,10 @@ def create_version(
 def get_versions(
     name: ModelName,
     limit: int = Query(50, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
-    tag: list[str] = Query(default=[], description="key=value; repeat to require several"),
+    page_token: PageToken = None,
+    tag: list[Annotated[str, Query(pattern=r"^[^=]+=")]] = Query(
+        default=[], description="key=value; repeat to require several"
+    ),
     status: str | None = None,
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
@@ -176,7 +179,7 @@ def patch_version(
 def download_file(
     name: ModelName,
     ref: VersionRef,
-    path: str,
+    path: Annotated[str, Path(pattern=FILE_PATH_PATTERN, max_length=MAX_PATH_LENGTH)],
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
 ) -> StreamingResponse:

@@ -35,6 +35,9 @@ class ControllerSettings(Settings):
         "idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE), or all",
     )
     gateway_max_connections: int = Field(default=512, ge=1)
+    gateway_max_client_connections: int = Field(
+        default=4096, ge=1, description="Concurrent client connections on the gateway (503 beyond)"
+    )
     gateway_shadow_concurrency: int = Field(default=32, ge=1)
     gateway_shadow_queue: int = Field(default=1024, ge=0)
     gateway_refresh_interval_s: float = Field(default=0.25, gt=0, description="Routing-table poll")
@@ -56,4 +59,7 @@ class ControllerSettings(Settings):
 
     reconciler_host: str = "127.0.0.1"
     reconciler_port: int = Field(default=8090, ge=0, le=65535)
+    reconciler_max_connections: int = Field(
+        default=64, ge=1, description="Concurrent connections on the reconciler's probes"
+    )
     reconciler_interval_s: float = Field(default=1.0, gt=0, description="Seconds between looks")

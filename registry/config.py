@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_multipart_chunk_mb: int = Field(default=16, ge=5, le=512)
+    s3_max_attempts: int = Field(default=5, ge=1, le=20, description="Tries per S3 request")
+    gc_grace_s: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="shelf gc keeps unreferenced blobs and upload leftovers younger than this",
+    )
     tokens: list[TokenSpec] = Field(
         default_factory=list, description="JSON list of {name, role, token}"
     )
@@ -76,6 +82,35 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_DENY),
         description="JSON list of hosts/networks they may never target (link-local and "
         "metadata addresses by default; checked before the allow list)",
+    )
+
+    # Limits on what one request may cost (docs/security.md, "Limits").
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body outside uploads (JSON), refused with 413 unread",
+    )
+    max_upload_bytes: int = Field(
+        default=1024**4, ge=1, description="Largest blob upload, streamed, refused with 413"
+    )
+    max_json_depth: int = Field(
+        default=32, ge=2, le=100, description="Deepest nesting of a JSON body (422 beyond)"
+    )
+    body_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for the next piece of a request body"
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest request line plus headers (431 beyond)"
+    )
+    max_headers: int = Field(default=100, ge=8, description="Most headers in one request")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest time a client may take to send its headers"
+    )
+    keep_alive_timeout_s: int = Field(
+        default=5, ge=1, description="How long an idle keep-alive connection stays open"
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Concurrent connections or requests on the API (503 beyond)"
     )
 
     @field_validator("home", mode="after")

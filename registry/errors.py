@@ -49,6 +49,11 @@ class PayloadTooLarge(ShelfError):
     code = "payload_too_large"
 
 
+class RequestTimeout(ShelfError):
+    status_code = 408
+    code = "request_timeout"
+
+
 class Unauthorized(ShelfError):
     status_code = 401
     code = "unauthorized"
@@ -57,6 +62,13 @@ class Unauthorized(ShelfError):
 class Forbidden(ShelfError):
     status_code = 403
     code = "forbidden"
+
+
+class StoreUnavailable(ShelfError):
+    """The artifact store could not be reached or failed; nothing was stored, retry later."""
+
+    status_code = 503
+    code = "store_unavailable"
 
 
 class UpstreamError(ShelfError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 
 from controller.config import ControllerSettings
 from controller.gateway.app import create_gateway_app
@@ -12,8 +13,11 @@ from controller.reconciler.loop import Reconciler
 from registry.cli import output
 from registry.db.session import Database
 from registry.errors import InvalidInput
+from registry.services.gc import remove_abandoned_uploads
+from registry.storage.factory import open_store
 from shelf import migrate
 from shelf.app import create_app, create_health_app
+from shelf.http_limits import HeaderLimits
 from shelf.runner import Listener, run
 
 
@@ -56,6 +60,17 @@ def prepare_database(settings: ControllerSettings) -> None:
         )
 
 
+def _limits(settings: ControllerSettings, max_connections: int) -> dict[str, Any]:
+    """The connection limits of one listener (docs/security.md, "Limits")."""
+    return {
+        "max_connections": max_connections,
+        "header_limits": HeaderLimits(
+            settings.max_header_bytes, settings.max_headers, settings.header_timeout_s
+        ),
+        "keep_alive_timeout_s": settings.keep_alive_timeout_s,
+    }
+
+
 def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler: bool) -> None:
     """Serve the chosen roles from this process until SIGINT/SIGTERM."""
     if api:
@@ -65,8 +80,22 @@ def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler
     listeners: list[Listener] = []
     jobs = []
     if api:
+        store = open_store(settings)
+        removed = remove_abandoned_uploads(store)
+        if removed:
+            output.console.print(
+                f"removed {len(removed)} files of uploads a stopped server left unfinished "
+                f"({sum(item.size for item in removed)} bytes)",
+                highlight=False,
+            )
         listeners.append(
-            Listener("api", create_app(settings, database), settings.host, settings.port)
+            Listener(
+                "api",
+                create_app(settings, database, store),
+                settings.host,
+                settings.port,
+                **_limits(settings, settings.max_connections),
+            )
         )
     if gateway:
         listeners.append(
@@ -75,6 +104,7 @@ def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler
                 create_gateway_app(settings, database),
                 settings.gateway_host,
                 settings.gateway_port,
+                **_limits(settings, settings.gateway_max_client_connections),
             )
         )
     if reconciler:
@@ -86,6 +116,7 @@ def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler
                     create_health_app(settings, database),
                     settings.reconciler_host,
                     settings.reconciler_port,
+                    **_limits(settings, settings.reconciler_max_connections),
                 )
             )
 

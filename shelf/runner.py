@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+
+from shelf.http_limits import HeaderLimits, protocol_with
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class Listener:
     app: Any
     host: str
     port: int
+    max_connections: int = 1000
+    header_limits: HeaderLimits = field(default_factory=HeaderLimits)
+    keep_alive_timeout_s: int = 5
 
 
 class _SharedSignalServer(uvicorn.Server):
@@ -35,7 +40,9 @@ def _config(listener: Listener) -> uvicorn.Config:
         host=listener.host,
         port=listener.port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_with(listener.header_limits),
+        limit_concurrency=listener.max_connections,
+        timeout_keep_alive=listener.keep_alive_timeout_s,
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -22,6 +22,7 @@ from controller.stats import ArmStats, Report
 from controller.tables import Rollout, RolloutObservation
 from controller.vocabulary import ARMS, Strategy
 from registry.api.deps import AppContext, caller, context, requires
+from registry.api.params import ModelName, RowId
 from registry.auth import Principal
 from registry.config import Role
 from registry.db.tables import Model, ModelVersion
@@ -103,7 +104,7 @@ def plan_of(body: RolloutCreate) -> RolloutPlan:
 
 @router.post("/models/{name}/rollouts", response_model=RolloutOut, status_code=201)
 def start(
-    name: str,
+    name: ModelName,
     body: RolloutCreate,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.deploy)),
@@ -124,7 +125,7 @@ def start(
 
 @router.get("/models/{name}/rollouts", response_model=list[RolloutOut])
 def history(
-    name: str,
+    name: ModelName,
     limit: int = Query(20, ge=1, le=200),
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
@@ -135,7 +136,7 @@ def history(
 
 @router.get("/models/{name}/rollout", response_model=RolloutOut)
 def status(
-    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    name: ModelName, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
 ) -> RolloutOut:
     """The active rollout of the model, or its most recent one."""
     with ctx.database.session() as session:
@@ -148,7 +149,7 @@ def status(
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
 def by_id(
-    rollout_id: int, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    rollout_id: RowId, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
 ) -> RolloutOut:
     with ctx.database.session() as session:
         row = session.get(Rollout, rollout_id)
@@ -161,7 +162,7 @@ def by_id(
 
 @router.get("/rollouts/{rollout_id}/observations", response_model=list[ObservationOut])
 def observations(
-    rollout_id: int,
+    rollout_id: RowId,
     limit: int = Query(10_000, ge=1, le=100_000),
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
@@ -197,7 +198,7 @@ def _control(action: str) -> Callable[..., RolloutOut]:
     }
 
     def endpoint(
-        name: str,
+        name: ModelName,
         ctx: AppContext = Depends(context),
         who: Principal = Depends(requires(Role.deploy)),
     ) -> RolloutOut:
@@ -222,7 +223,7 @@ for _action in ("pause", "resume", "promote", "abort"):
 
 @router.post("/models/{name}/rollback")
 def rollback(
-    name: str,
+    name: ModelName,
     body: RollbackRequest | None = None,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.deploy)),

@@ -12,6 +12,7 @@ from controller.metric_sources.queries import PrometheusQueries
 from controller.routers.base import RouterSpec
 from controller.stats.evidence import Report
 from controller.vocabulary import DEFAULT_TIME_BLOCK_S, FINAL_STATES, STRATEGIES
+from registry.names import MAX_NUMBER, MODEL_NAME_PATTERN
 
 if TYPE_CHECKING:
     from controller.stats.sufficient import ArmStats
@@ -22,12 +23,16 @@ class Strict(BaseModel):
 
 
 class RolloutCreate(Strict):
-    challenger: int = Field(ge=1)
-    strategy: str = Field(default="canary", description=f"One of {', '.join(STRATEGIES)}")
+    challenger: int = Field(ge=1, le=MAX_NUMBER)
+    strategy: str = Field(
+        default="canary",
+        pattern=f"^({'|'.join(STRATEGIES)})$",
+        description=f"One of {', '.join(STRATEGIES)}",
+    )
     steps: list[float] | None = Field(default=None, description="Challenger traffic % per step")
-    min_samples: int = Field(default=2000, ge=1)
+    min_samples: int = Field(default=2000, ge=1, le=MAX_NUMBER)
     min_step_duration_s: float = Field(default=300.0, ge=0)
-    shadow_min_samples: int | None = Field(default=None, ge=1)
+    shadow_min_samples: int | None = Field(default=None, ge=1, le=MAX_NUMBER)
     shadow_duration_s: float | None = Field(default=None, ge=0)
     max_duration_s: float = Field(default=6 * 3600.0, gt=0)
     on_timeout: str = "rollback"
@@ -54,13 +59,13 @@ class RolloutCreate(Strict):
 
 
 class RollbackRequest(Strict):
-    to: int | None = Field(default=None, ge=1)
+    to: int | None = Field(default=None, ge=1, le=MAX_NUMBER)
     reason: str = Field(default="", max_length=1000)
 
 
 class WebhookCreate(Strict):
     url: str = Field(pattern=r"^https?://", max_length=2048)
-    model: str | None = None
+    model: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN, max_length=128)
     secret: str | None = Field(default=None, min_length=16, max_length=256)
 
 

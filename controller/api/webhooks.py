@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from controller.api.schemas import WebhookCreate, WebhookOut
 from controller.webhooks import service
 from registry.api.deps import AppContext, context, requires
+from registry.api.params import RowId
 from registry.auth import Principal
 from registry.config import Role
 
@@ -49,7 +50,7 @@ def list_hooks(
 
 @router.delete("/{webhook_id}", status_code=204)
 def delete(
-    webhook_id: int,
+    webhook_id: RowId,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.admin)),
 ) -> None:

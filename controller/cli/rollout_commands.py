@@ -21,11 +21,10 @@ from controller.stats import Evidence
 from controller.vocabulary import ARMS, STRATEGIES, RolloutState, Strategy
 from registry.cli import exit_codes, output
 from registry.cli.context import connection_of
+from registry.cli.durations import parse_duration
 from registry.cli.output import print_json, short_time, table
 from registry.errors import InvalidInput
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 OUTCOME_CODES = {
     RolloutState.promoted: exit_codes.OK,
     RolloutState.rolled_back: exit_codes.ROLLED_BACK,
@@ -36,14 +35,6 @@ PROGRESS_EVERY_S = 10.0
 
 def client_of(ctx: click.Context) -> RolloutClient:
     return RolloutClient(connection_of(ctx))
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``30s``, ``5m``, ``1.5h``, ``2d`` -> seconds."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise InvalidInput(f"invalid duration {text!r}: use e.g. 30s, 5m, 1h")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 _THRESHOLD = re.compile(r"^[+]?\d+(?:\.\d+)?(?:e-?\d+)?%?$")

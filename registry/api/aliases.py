@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from registry.api.deps import AppContext, caller, context, requires
+from registry.api.params import AliasName, ModelName
 from registry.api.schemas import (
     AliasOut,
     AliasSet,
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["aliases"])
 
 @router.get("/models/{name}/aliases", response_model=list[AliasOut])
 def get_aliases(
-    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    name: ModelName, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
 ) -> list[AliasOut]:
     with ctx.database.session() as session:
         model = get_model(session, name)
@@ -29,8 +30,8 @@ def get_aliases(
 
 @router.put("/models/{name}/aliases/{alias}", response_model=AliasOut)
 def put_alias(
-    name: str,
-    alias: str,
+    name: ModelName,
+    alias: AliasName,
     body: AliasSet,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.deploy)),
@@ -42,8 +43,8 @@ def put_alias(
 
 @router.delete("/models/{name}/aliases/{alias}", status_code=204)
 def delete_alias(
-    name: str,
-    alias: str,
+    name: ModelName,
+    alias: AliasName,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.deploy)),
 ) -> None:

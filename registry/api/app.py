@@ -8,9 +8,10 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from registry import __version__
-from registry.api import aliases, blobs, events, health, versions
+from registry.api import admin, aliases, blobs, events, health, versions
 from registry.api.deps import AppContext
-from registry.api.errors import install_error_handlers
+from registry.api.errors import ERROR_RESPONSES, install_error_handlers
+from registry.api.limits import BodyLimits, RequestLimits
 from registry.auth import Authenticator
 from registry.config import Settings
 from registry.db.session import Database
@@ -23,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     versions.router,
     aliases.router,
     events.router,
+    admin.router,
 )
 
 
@@ -42,6 +44,7 @@ def create_registry_app(
         description="Versioned, content-addressed model registry with canary/shadow rollouts "
         "judged by anytime-valid sequential tests.",
         openapi_url="/openapi.json" if openapi else None,
+        responses=ERROR_RESPONSES,
     )
     app.state.shelf = AppContext(
         settings=settings,
@@ -50,6 +53,7 @@ def create_registry_app(
         authenticator=Authenticator(settings.all_tokens()),
     )
     install_error_handlers(app)
+    app.add_middleware(RequestLimits, limits=BodyLimits.of(settings))
     for router in routers:
         app.include_router(router)
     return app

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
 from registry.api.deps import AppContext, caller, context, requires
-from registry.api.schemas import BlobOut, DigestList, MissingBlobs
+from registry.api.schemas import DIGEST_PATTERN, BlobOut, DigestList, MissingBlobs
 from registry.auth import Principal
 from registry.config import Role
 from registry.errors import InvalidInput
@@ -42,7 +43,7 @@ def missing_blobs(
 
 @router.put("/{digest}", response_model=BlobOut, status_code=201)
 async def upload_blob(
-    digest: str,
+    digest: Annotated[str, Path(pattern=DIGEST_PATTERN, description="sha256 of the content")],
     request: Request,
     ctx: AppContext = Depends(context),
     _: Principal = Depends(requires(Role.publish)),

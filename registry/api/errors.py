@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -23,12 +25,38 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     422: "invalid_input",
 }
 DATABASE_UNAVAILABLE = "database_unavailable"
 RETRY_AFTER_S = 5
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers with, whatever its status (422 validation errors too)."""
+
+    error: str = Field(description="Machine-readable code, e.g. not_found, invalid_input")
+    message: str = Field(description="One line for a human")
+    detail: dict[str, Any] = Field(description="Structured context; validation errors list")
+
+
+# Documented on every operation, so the OpenAPI document states the real error body.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Malformed request",
+        401: "Missing or unknown token",
+        403: "The token's role is too low",
+        404: "No such model, version, alias, rollout or file",
+        408: "The request body stopped arriving",
+        409: "Conflicts with the current state",
+        413: "Body larger than the configured limit",
+        422: "Invalid input (validation, names, limits)",
+        503: "A backing service (database, artifact store) is unavailable; retry",
+    }.items()
+}
 
 
 def error_body(code: str, message: str, **detail: object) -> dict[str, object]:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from registry.api.deps import AppContext, caller, context
 from registry.api.paging import PAGE_MAX, page_token_value
+from registry.api.params import ModelName, PageToken
 from registry.api.schemas import (
     EventOut,
     EventPage,
@@ -21,9 +22,9 @@ router = APIRouter(prefix="/v1", tags=["events"])
 
 @router.get("/models/{name}/events", response_model=EventPage)
 def get_model_events(
-    name: str,
+    name: ModelName,
     limit: int = Query(100, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
+    page_token: PageToken = None,
     kind: list[str] = Query(default=[]),
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
@@ -40,7 +41,7 @@ def get_model_events(
 @router.get("/events", response_model=EventPage)
 def get_events(
     limit: int = Query(100, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
+    page_token: PageToken = None,
     kind: list[str] = Query(default=[]),
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from registry.errors import InvalidInput
+from registry.names import parse_position
 
 PAGE_MAX = 500
 
@@ -11,6 +11,4 @@ def page_token_value(token: str | None) -> int | None:
     """The position a ``page_token`` stands for; tokens are decimal ids."""
     if token is None:
         return None
-    if not token.isdigit():
-        raise InvalidInput(f"invalid page token {token!r}")
-    return int(token)
+    return parse_position(token, "page token")

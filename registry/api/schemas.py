@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from registry.db.tables import Alias, AuditEvent, Model, ModelVersion, VersionFile
+from registry.json_depth import value_depth
+from registry.names import FILE_PATH_PATTERN, MAX_NUMBER, TAG_KEY_PATTERN
+
+log = logging.getLogger("shelf.api")
 
 DIGEST_PATTERN = r"^[0-9a-f]{64}$"
 
@@ -25,15 +30,30 @@ class Strict(BaseModel):
 
 
 class FileEntryIn(Strict):
-    path: str = Field(min_length=1, max_length=1024)
-    size: int = Field(ge=0)
+    path: str = Field(min_length=1, max_length=1024, pattern=FILE_PATH_PATTERN)
+    size: int = Field(ge=0, le=2**63 - 1)
     digest: str = Field(pattern=DIGEST_PATTERN)
+
+
+TagKey = Annotated[str, Field(pattern=TAG_KEY_PATTERN)]
+TagValue = Annotated[str, Field(max_length=1024)]
+# Stated as propertyNames (pydantic's default, patternProperties, would let other keys pass).
+Tags = Annotated[
+    dict[TagKey, TagValue],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": TAG_KEY_PATTERN},
+            "additionalProperties": {"type": "string", "maxLength": 1024},
+        }
+    ),
+]
 
 
 class VersionCreate(Strict):
     files: list[FileEntryIn] = Field(min_length=1, max_length=100_000)
     description: str = Field(default="", max_length=10_000)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict)
     source_uri: str | None = Field(default=None, max_length=2048)
     git_commit: str | None = Field(default=None, max_length=64)
     run_id: str | None = Field(default=None, max_length=256)
@@ -58,17 +78,17 @@ class VersionCreate(Strict):
 class VersionPatch(Strict):
     description: str | None = Field(default=None, max_length=10_000)
     status: str | None = None
-    tags: dict[str, str] | None = Field(default=None, description="Tags to set or overwrite")
-    remove_tags: list[str] = Field(default_factory=list)
+    tags: Tags | None = Field(default=None, description="Tags to set or overwrite")
+    remove_tags: list[TagKey] = Field(default_factory=list)
 
 
 class AliasSet(Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_NUMBER)
     reason: str = Field(default="", max_length=1000)
 
 
 class DigestList(Strict):
-    digests: list[str] = Field(max_length=100_000)
+    digests: list[Annotated[str, Field(pattern=DIGEST_PATTERN)]] = Field(max_length=100_000)
 
 
 class FileOut(BaseModel):
@@ -119,7 +139,7 @@ class VersionOut(BaseModel):
             data_window_start=row.data_window_start,
             data_window_end=row.data_window_end,
             serving_url=row.serving_url,
-            reference_profile=row.reference_profile,
+            reference_profile=readable_profile(row),
             manifest_digest=row.manifest_digest,
             total_size=row.total_size,
             file_count=row.file_count,
@@ -127,6 +147,26 @@ class VersionOut(BaseModel):
             created_by=row.created_by,
             files=[FileOut.of(f) for f in files] if files is not None else None,
         )
+
+
+# Deeper than any request may now send (SHELF_MAX_JSON_DEPTH <= 100), shallower than where
+# pydantic's serializer gives up.
+STORED_JSON_MAX_DEPTH = 100
+
+
+def readable_profile(row: ModelVersion) -> dict[str, Any] | None:
+    """The stored reference profile, or None for one stored before bodies had a depth limit and
+    too deep to serialize: one such row must not make every listing of its model fail."""
+    profile = row.reference_profile
+    if profile is not None and value_depth(profile, STORED_JSON_MAX_DEPTH) > STORED_JSON_MAX_DEPTH:
+        log.warning(
+            "%s@%s: reference profile nests deeper than %d levels; not shown",
+            row.model.name,
+            row.version,
+            STORED_JSON_MAX_DEPTH,
+        )
+        return None
+    return profile
 
 
 class VersionPage(BaseModel):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.api.deps import AppContext, caller, context, requires
 from registry.api.paging import PAGE_MAX, page_token_value
+from registry.api.params import ModelName, ModelPageToken, PageToken, VersionNumber, VersionRef
 from registry.api.schemas import (
     ModelOut,
     ModelPage,
@@ -23,7 +25,7 @@ from registry.auth import Principal
 from registry.config import Role
 from registry.db.tables import Model, ModelVersion
 from registry.errors import InvalidInput, NotFound
-from registry.names import Reference, check_manifest_path
+from registry.names import FILE_PATH_PATTERN, MAX_PATH_LENGTH, Reference, check_manifest_path
 from registry.services import aliases, versions
 from registry.services.lookup import get_model, list_models
 
@@ -67,7 +69,7 @@ def _model_out(session: Session, model: Model) -> ModelOut:
 @router.get("/models", response_model=ModelPage)
 def get_models(
     limit: int = Query(100, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
+    page_token: ModelPageToken = None,
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
 ) -> ModelPage:
@@ -81,7 +83,7 @@ def get_models(
 
 @router.get("/models/{name}", response_model=ModelOut)
 def get_one_model(
-    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    name: ModelName, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
 ) -> ModelOut:
     with ctx.database.session() as session:
         return _model_out(session, get_model(session, name))
@@ -89,7 +91,7 @@ def get_one_model(
 
 @router.post("/models/{name}/versions", response_model=VersionOut, status_code=201)
 def create_version(
-    name: str,
+    name: ModelName,
     body: VersionCreate,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.publish)),
@@ -115,10 +117,12 @@ def create_version(
 
 @router.get("/models/{name}/versions", response_model=VersionPage)
 def get_versions(
-    name: str,
+    name: ModelName,
     limit: int = Query(50, ge=1, le=PAGE_MAX),
-    page_token: str | None = None,
-    tag: list[str] = Query(default=[], description="key=value; repeat to require several"),
+    page_token: PageToken = None,
+    tag: list[Annotated[str, Query(pattern=r"^[^=]+=")]] = Query(
+        default=[], description="key=value; repeat to require several"
+    ),
     status: str | None = None,
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
@@ -141,7 +145,10 @@ def get_versions(
 
 @router.get("/models/{name}/versions/{ref}", response_model=VersionOut)
 def get_version(
-    name: str, ref: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    name: ModelName,
+    ref: VersionRef,
+    ctx: AppContext = Depends(context),
+    _: Principal = Depends(caller),
 ) -> VersionOut:
     """``ref`` is a version number, an alias, or ``latest``."""
     with ctx.database.session() as session:
@@ -151,8 +158,8 @@ def get_version(
 
 @router.patch("/models/{name}/versions/{version}", response_model=VersionOut)
 def patch_version(
-    name: str,
-    version: int,
+    name: ModelName,
+    version: VersionNumber,
     body: VersionPatch,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.publish)),
@@ -172,9 +179,9 @@ def patch_version(
 
 @router.get("/models/{name}/versions/{ref}/files/{path:path}")
 def download_file(
-    name: str,
-    ref: str,
-    path: str,
+    name: ModelName,
+    ref: VersionRef,
+    path: Annotated[str, Path(pattern=FILE_PATH_PATTERN, max_length=MAX_PATH_LENGTH)],
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
 ) -> StreamingResponse:

@@ -12,6 +12,7 @@ import click
 
 from registry.cli import output
 from registry.cli.context import connection_of, progress_of
+from registry.cli.durations import parse_duration
 from registry.cli.output import human_size, print_json, short_time, table
 from registry.client.mlflow import MlflowSource
 from registry.client.registry import RegistryClient
@@ -443,8 +444,47 @@ def import_mlflow(
     )
 
 
+@click.command("gc")
+@click.option("--apply", is_flag=True, help="Remove; without it, only print (dry run)")
+@click.option(
+    "--grace",
+    help="Keep anything younger than this: 3600, 30m, 12h, 7d [default: SHELF_GC_GRACE_S, 24h]",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def gc(ctx: click.Context, apply: bool, grace: str | None, as_json: bool) -> None:
+    """Free blobs no version references and leftovers of unfinished uploads (admin).
+
+    Dry run by default: prints what would be freed. Blobs and uploads younger than the grace
+    period are kept, so it is safe while clients upload and register."""
+    grace_s = parse_duration(grace) if grace is not None else None
+    report = client_of(ctx).collect_garbage(apply=apply, grace_s=grace_s)
+    if as_json:
+        print_json(report)
+        return
+    rows = [
+        ["blob", i["name"], human_size(i["size"]), short_time(i["modified_at"])]
+        for i in report["blobs"]
+    ]
+    rows += [
+        ["upload", i["name"], human_size(i["size"]), short_time(i["modified_at"])]
+        for i in report["uploads"]
+    ]
+    if rows:
+        table(["kind", "name", "size", "written"], rows)
+    total = report["blob_bytes"] + report["upload_bytes"]
+    verb = "freed" if report["applied"] else "would free"
+    summary = (
+        f"{verb} {human_size(total)}: {len(report['blobs'])} unreferenced blobs, "
+        f"{len(report['uploads'])} upload leftovers (older than {report['grace_s']:g} s)"
+    )
+    output.console.print(summary, highlight=False)
+    if not report["applied"] and rows:
+        output.console.print("dry run: run again with --apply to remove them", highlight=False)
+
+
 registry = click.Group(
     "registry",
-    commands=[register, versions, show, download, update, alias, history, models, import_group],
+    commands=[register, versions, show, download, update, alias, history, models, import_group, gc],
     help="The registry's commands.",
 )

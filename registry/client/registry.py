@@ -206,3 +206,12 @@ class RegistryClient:
     def models(self, limit: int = 500) -> dict[str, Any]:
         page: dict[str, Any] = self.connection.get("/v1/models", params={"limit": limit})
         return page
+
+    def collect_garbage(self, apply: bool = False, grace_s: float | None = None) -> dict[str, Any]:
+        """Unreferenced blobs and upload leftovers older than the grace period (admin); removed
+        only with ``apply``."""
+        body: dict[str, Any] = {"apply": apply}
+        if grace_s is not None:
+            body["grace_s"] = grace_s
+        report: dict[str, Any] = self.connection.post("/v1/admin/gc", body)
+        return report

@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 import httpx
 from rich.progress import (
@@ -250,6 +251,7 @@ def download_version(
         task = progress.add_task("downloading", total=total)
         for entry in files:
             path = check_manifest_path(str(entry["path"]))
+            declared = int(entry["size"])  # type: ignore[call-overload]
             target = out_dir.joinpath(*path.split("/"))
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=".shelf-partial-")
@@ -257,12 +259,17 @@ def download_version(
                 with (
                     os.fdopen(fd, "wb") as handle,
                     client.stream(
-                        f"/v1/models/{model}/versions/{version}/files/{path}"
+                        f"/v1/models/{model}/versions/{version}/files/{quote(path, safe='/')}"
                     ) as response,
                 ):
                     sink = _PipelinedSink(handle)
                     try:
                         for chunk in response.iter_bytes(CHUNK):
+                            if sink.size + len(chunk) > declared:
+                                raise IntegrityError(
+                                    f"{path!r}: the server sent more than the {declared} bytes "
+                                    "the manifest declares"
+                                )
                             sink.write(chunk)
                             progress.advance(task, len(chunk))
                     except httpx.HTTPError as exc:
@@ -273,7 +280,7 @@ def download_version(
                     finally:
                         sink.close()
                 size, digest = sink.size, sink.digest
-                if size != entry["size"] or digest.hexdigest() != entry["digest"]:
+                if size != declared or digest.hexdigest() != entry["digest"]:
                     raise IntegrityError(
                         f"{path!r}: got {size} bytes with sha256 {digest.hexdigest()}, expected "
                         f"{entry['size']} bytes with sha256 {entry['digest']}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -47,6 +49,16 @@ def blob_key(digest: str) -> str:
     return f"blobs/sha256/{digest[:2]}/{digest}"
 
 
+@dataclass(frozen=True)
+class StoredItem:
+    """Something a store holds, for garbage collection: a blob (``name`` is its digest) or
+    what an unfinished upload left (a temporary file, a staging object, a multipart upload)."""
+
+    name: str
+    size: int
+    modified_at: datetime
+
+
 class BlobWriter(Protocol):
     """An upload in progress. Nothing is visible in the store until ``commit`` succeeds."""
 
@@ -85,6 +97,24 @@ class ArtifactStore(Protocol):
 
     def list_blobs(self) -> Iterator[str]:
         """Every stored digest (maintenance and tests; may be slow on big stores)."""
+        ...
+
+    def blob_items(self) -> Iterator[StoredItem]:
+        """Every stored blob with its size and when it was written (garbage collection)."""
+        ...
+
+    def stray_uploads(self, started_before: datetime) -> Iterator[StoredItem]:
+        """What unfinished uploads started before ``started_before`` left behind; an upload
+        this store knows to be still running is never listed, however old."""
+        ...
+
+    def abandoned_uploads(self) -> Iterator[StoredItem]:
+        """Leftovers of uploads whose writer is known to be gone (a killed server), of any
+        age: what a starting server removes. Stores that cannot tell list nothing."""
+        ...
+
+    def remove_upload(self, item: StoredItem) -> None:
+        """Remove one item listed by ``stray_uploads`` or ``abandoned_uploads``."""
         ...
 
     def check(self) -> None:

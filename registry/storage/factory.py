@@ -21,6 +21,7 @@ def open_store(settings: Settings) -> ArtifactStore:
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
             part_size_mb=settings.s3_multipart_chunk_mb,
+            max_attempts=settings.s3_max_attempts,
         )
     if scheme == "file":
         from registry.storage.local import LocalStore

@@ -1,4 +1,10 @@
-"""Blobs in a local folder: written to a temporary file, verified, then renamed into place."""
+"""Blobs in a local folder: written to a temporary file, verified, then renamed into place.
+
+Each temporary file is held under an exclusive ``flock`` by the upload writing it. The kernel
+drops the lock when the writer's process dies, however it dies, so a starting server (or
+``shelf gc``) can tell a killed server's leftovers from an upload still in progress by trying
+to take the lock: no pid files, no clocks, and no confusion when a restarted container reuses
+the dead one's pid."""
 
 from __future__ import annotations
 
@@ -7,10 +13,24 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows: leftovers are only collected by age
+    fcntl = None  # type: ignore[assignment]
 
 from registry.errors import IntegrityError, NotFound
-from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key, hash_while, promised
+from registry.storage.base import (
+    CHUNK_SIZE,
+    DIGEST_RE,
+    StoredItem,
+    blob_key,
+    hash_while,
+    promised,
+)
 
 
 class LocalBlobWriter:
@@ -21,10 +41,7 @@ class LocalBlobWriter:
         self._root = root
         self._digest = digest
         self._size = size
-        tmp_dir = root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._tmp = tmp_dir / f"upload-{uuid.uuid4().hex}"
-        self._file = self._tmp.open("xb")
+        self._tmp, self._file = _locked_temp_file(root / TMP_DIR)
         self._hash = hashlib.sha256()
         self._written = 0
 
@@ -51,6 +68,49 @@ class LocalBlobWriter:
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
+
+
+TMP_DIR = "tmp"
+
+
+def _locked_temp_file(folder: Path) -> tuple[Path, BinaryIO]:
+    """A new file in ``folder``, created and locked by this upload. A sweep that found the file
+    in the instant between creation and locking may have removed it: then take another."""
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        path = folder / f"upload-{uuid.uuid4().hex}"
+        handle = path.open("xb")
+        _lock(handle)
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return path, handle
+        except FileNotFoundError:
+            pass
+        handle.close()
+
+
+def _lock(handle: BinaryIO) -> None:
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _is_abandoned(path: Path) -> bool:
+    """Whether no live upload holds ``path`` (without ``flock``, as on Windows: unknown, so no)."""
+    if fcntl is None:
+        return False
+    try:
+        with path.open("rb") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+    except FileNotFoundError:
+        return False
+
+
+def _modified(stat: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(stat.st_mtime, UTC)
 
 
 def verify(digest: str, size: int | None, actual_digest: str, actual_size: int) -> None:
@@ -126,6 +186,40 @@ class LocalStore:
             for path in sorted(base.glob("*/*")):
                 if DIGEST_RE.match(path.name):
                     yield path.name
+
+    def blob_items(self) -> Iterator[StoredItem]:
+        for digest in self.list_blobs():
+            with contextlib.suppress(FileNotFoundError):
+                stat = self._path(digest).stat()
+                yield StoredItem(digest, stat.st_size, _modified(stat))
+
+    def _temp_items(self) -> Iterator[tuple[Path, StoredItem]]:
+        folder = self.root / TMP_DIR
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.iterdir()):
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                yield path, StoredItem(f"{TMP_DIR}/{path.name}", stat.st_size, _modified(stat))
+
+    def stray_uploads(self, started_before: datetime) -> Iterator[StoredItem]:
+        for path, item in self._temp_items():
+            if item.modified_at < started_before and (fcntl is None or _is_abandoned(path)):
+                yield item
+
+    def abandoned_uploads(self) -> Iterator[StoredItem]:
+        for path, item in self._temp_items():
+            if _is_abandoned(path):
+                yield item
+
+    def remove_upload(self, item: StoredItem) -> None:
+        folder, _, name = item.name.partition("/")
+        if folder != TMP_DIR or not name or "/" in name:
+            raise NotFound(f"no upload {item.name!r}")
+        path = self.root / TMP_DIR / name
+        if fcntl is None or _is_abandoned(path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def check(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK):

@@ -8,25 +8,33 @@ ever appears."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from registry.errors import InvalidInput, NotFound
-from registry.storage.base import CHUNK_SIZE, DIGEST_RE, blob_key, promised
+from registry.errors import InvalidInput, NotFound, StoreUnavailable
+from registry.storage.base import CHUNK_SIZE, DIGEST_RE, StoredItem, blob_key, promised
 from registry.storage.local import read_verified, verify
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MIN_PART = 5 * 1024 * 1024  # S3's smallest non-final part
+MULTIPART = "multipart"
+
+log = logging.getLogger("shelf.storage")
+
+
+def _unavailable(error: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"the artifact store failed: {error}".splitlines()[0])
 
 
 def _missing(error: ClientError) -> bool:
@@ -53,10 +61,14 @@ class S3BlobWriter:
         self._hash.update(chunk)
         self._written += len(chunk)
         self._buffer += chunk
-        if len(self._buffer) >= self._store.part_size:
-            self._send_part()
+        try:
+            while len(self._buffer) >= self._store.part_size:
+                self._send_part(self._store.part_size)
+        except (BotoCoreError, ClientError) as error:
+            raise _unavailable(error) from error
 
-    def _send_part(self) -> None:
+    def _send_part(self, size: int | None = None) -> None:
+        """Sends the first ``size`` buffered bytes (all of them by default) as the next part."""
         client = self._store.client
         if self._upload_id is None:
             created = client.create_multipart_upload(Bucket=self._store.bucket, Key=self._key)
@@ -67,10 +79,10 @@ class S3BlobWriter:
             Key=self._key,
             UploadId=self._upload_id,
             PartNumber=number,
-            Body=bytes(self._buffer),
+            Body=bytes(self._buffer[:size]),
         )
         self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
-        self._buffer.clear()
+        del self._buffer[:size]
 
     def commit(self, digest: str | None = None) -> int:
         client = self._store.client
@@ -93,6 +105,9 @@ class S3BlobWriter:
                 self._upload_id = None
             if self._staged:
                 self._publish_staged(digest)
+        except (BotoCoreError, ClientError) as error:
+            self.abort()
+            raise _unavailable(error) from error
         except BaseException:
             self.abort()
             raise
@@ -110,17 +125,25 @@ class S3BlobWriter:
             store.client.delete_object(Bucket=store.bucket, Key=staging)
 
     def abort(self) -> None:
+        """Best effort and never raises: what an unreachable store keeps (a multipart upload,
+        a staging object) is left to ``shelf gc`` and the bucket's lifecycle rule."""
         self._buffer.clear()
+        client, bucket, key = self._store.client, self._store.bucket, self._key
         if self._staged and self._upload_id is None:
-            with contextlib.suppress(ClientError):
-                self._store.client.delete_object(Bucket=self._store.bucket, Key=self._key)
+            _best_effort(lambda: client.delete_object(Bucket=bucket, Key=key), key)
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
-            # An expired upload is gone already; a bucket lifecycle rule cleans up the rest.
-            with contextlib.suppress(ClientError):
-                self._store.client.abort_multipart_upload(
-                    Bucket=self._store.bucket, Key=self._key, UploadId=upload_id
-                )
+            _best_effort(
+                lambda: client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
+                key,
+            )
+
+
+def _best_effort(call: Callable[[], object], key: str) -> None:
+    try:
+        call()
+    except (BotoCoreError, ClientError) as error:
+        log.warning("could not clean up the aborted upload to %s: %s", key, error)
 
 
 class S3Store:
@@ -132,6 +155,7 @@ class S3Store:
         endpoint_url: str | None = None,
         region: str | None = None,
         part_size_mb: int = 16,
+        max_attempts: int = 5,
     ) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -140,7 +164,9 @@ class S3Store:
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self.part_size = max(part_size_mb * 1024 * 1024, MIN_PART)
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32)
+        config = Config(
+            retries={"max_attempts": max_attempts, "mode": "standard"}, max_pool_connections=32
+        )
         self.client: S3Client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config
         )
@@ -191,6 +217,61 @@ class S3Store:
                 name = item["Key"].rsplit("/", 1)[-1]
                 if DIGEST_RE.match(name):
                     yield name
+
+    def _under(self, folder: str) -> str:
+        return f"{self.prefix}/{folder}/" if self.prefix else f"{folder}/"
+
+    def blob_items(self) -> Iterator[StoredItem]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._under("blobs/sha256")
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                name = item["Key"].rsplit("/", 1)[-1]
+                if DIGEST_RE.match(name):
+                    yield StoredItem(name, int(item["Size"]), item["LastModified"])
+
+    def stray_uploads(self, started_before: datetime) -> Iterator[StoredItem]:
+        """Staging objects and open multipart uploads older than ``started_before`` (S3 does
+        not say whether their writer is alive, so age is all there is to go by)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._under("uploads")
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["LastModified"] < started_before:
+                    yield StoredItem(item["Key"], int(item["Size"]), item["LastModified"])
+        uploads = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        )
+        for listing in uploads:
+            for upload in listing.get("Uploads", []):
+                if upload["Initiated"] >= started_before:
+                    continue
+                parts = self.client.list_parts(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                ).get("Parts", [])
+                # A long upload started before the cutoff is still sending parts: its last
+                # part, not its start, says whether it is abandoned.
+                active = max([upload["Initiated"], *(p["LastModified"] for p in parts)])
+                if active < started_before:
+                    yield StoredItem(
+                        f"{MULTIPART}:{upload['UploadId']}:{upload['Key']}",
+                        sum(int(p["Size"]) for p in parts),
+                        active,
+                    )
+
+    def abandoned_uploads(self) -> Iterator[StoredItem]:
+        return iter(())
+
+    def remove_upload(self, item: StoredItem) -> None:
+        if item.name.startswith(f"{MULTIPART}:"):
+            _, upload_id, key = item.name.split(":", 2)
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        elif item.name.startswith(self._under("uploads")):
+            self.client.delete_object(Bucket=self.bucket, Key=item.name)
+        else:
+            raise NotFound(f"no upload {item.name!r}")
 
     def check(self) -> None:
         self.client.head_bucket(Bucket=self.bucket)

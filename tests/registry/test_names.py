@@ -43,3 +43,30 @@ def test_aliases_cannot_look_like_versions() -> None:
     for bad in ["12", "latest", "Champion"]:
         with pytest.raises(InvalidInput):
             check_alias(bad)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "D:/evil.txt",
+        "c:evil.txt",
+        "a/D:/x",
+        "model.bin:stream",
+        "a\nb",
+        "a\rb",
+        "tab\there",
+        "\x7f",
+    ],
+)
+def test_paths_another_platform_reads_differently_are_rejected(path: str) -> None:
+    """A drive letter would resolve outside the output folder on Windows; control characters
+    break terminals, logs and URLs."""
+    with pytest.raises(InvalidInput):
+        check_manifest_path(path)
+
+
+@pytest.mark.parametrize("selector", ["²", "٣", "99999999999", "2147483648"])
+def test_version_numbers_are_ascii_and_bounded(selector: str) -> None:
+    with pytest.raises(InvalidInput):
+        Reference.parse(f"fraud@{selector}")
+    assert Reference.parse("fraud@2147483647").version == 2**31 - 1

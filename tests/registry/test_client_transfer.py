@@ -1,0 +1,73 @@
+"""The client's download path against hostile or unusual manifests (finding 9): file names
+that need URL-encoding download intact, and a server that sends more than an entry declares is
+cut off at once instead of filling the disk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from registry.client.http import Connection
+from registry.client.transfer import download_version
+from registry.config import ClientSettings, Settings
+from registry.errors import IntegrityError
+from shelf.app import create_app
+from tests.registry.api_helpers import register, sha
+
+
+def _connection(http: httpx.Client) -> Connection:
+    connection = Connection(ClientSettings(url="http://testserver"))
+    connection.close()
+    connection._http = http
+    return connection
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[TestClient]:
+    home = tmp_path / "home"
+    home.mkdir()
+    from shelf import migrate
+
+    settings = Settings(home=home)
+    migrate.upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_paths_that_need_url_encoding_download_intact(api: TestClient, tmp_path: Path) -> None:
+    files = {
+        "a?b#c": b"query and fragment",
+        "dir/100% sure.txt": b"percent and space",
+        "caf\u00e9/na\u00efve": b"non-ascii",
+    }
+    created = register(api, "odd", files)
+    out = tmp_path / "out"
+    written = download_version(_connection(api), "odd", 1, created["files"], out, False)
+    assert len(written) == 3
+    for path, data in files.items():
+        assert (out / path).read_bytes() == data
+
+
+def test_download_stops_as_soon_as_an_entry_exceeds_its_declared_size(tmp_path: Path) -> None:
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(10_000):  # 10 GB if nothing stops it
+            sent += 1024 * 1024
+            yield b"\0" * (1024 * 1024)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless())
+
+    http = httpx.Client(base_url="http://testserver", transport=httpx.MockTransport(handler))
+    entry = {"path": "model.bin", "size": 3 * 1024 * 1024, "digest": sha(b"x")}
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="more than"):
+        download_version(_connection(http), "m", 1, [entry], out, False)
+    assert sent <= 5 * 1024 * 1024
+    assert list(out.iterdir()) == []

@@ -8,6 +8,7 @@ import socket
 
 from controller.config import ControllerSettings
 from controller.gateway.app import create_gateway_app
+from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
 from controller.reconciler.loop import Reconciler
 from registry.cli import output
 from registry.db.session import Database
@@ -75,6 +76,7 @@ def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler
                 create_gateway_app(settings, database),
                 settings.gateway_host,
                 settings.gateway_port,
+                CoalescingHttpToolsProtocol,
             )
         )
     if reconciler:

@@ -19,6 +19,7 @@ class Listener:
     app: Any
     host: str
     port: int
+    http: Any = "httptools"  # uvicorn's ``http``: a name, or a protocol class
 
 
 class _SharedSignalServer(uvicorn.Server):
@@ -35,7 +36,7 @@ def _config(listener: Listener) -> uvicorn.Config:
         host=listener.host,
         port=listener.port,
         loop="uvloop",
-        http="httptools",
+        http=listener.http,
         log_level="warning",
         access_log=False,
         lifespan="on",

@@ -57,8 +57,15 @@ def prepare_database(settings: ControllerSettings) -> None:
         )
 
 
-def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler: bool) -> None:
-    """Serve the chosen roles from this process until SIGINT/SIGTERM."""
+def run_roles(
+    settings: ControllerSettings,
+    api: bool,
+    gateway: bool,
+    reconciler: bool,
+    gateway_sock: socket.socket | None = None,
+) -> None:
+    """Serve the chosen roles from this process until SIGINT/SIGTERM (the gateway on
+    ``gateway_sock`` when given: a worker's inherited socket)."""
     if api:
         check_open_mode(settings, settings.host)
     prepare_database(settings)
@@ -77,6 +84,7 @@ def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler
                 settings.gateway_host,
                 settings.gateway_port,
                 CoalescingHttpToolsProtocol,
+                gateway_sock,
             )
         )
     if reconciler:

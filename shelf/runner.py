@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ class Listener:
     host: str
     port: int
     http: Any = "httptools"  # uvicorn's ``http``: a name, or a protocol class
+    sock: socket.socket | None = None  # already bound (a worker's inherited socket)
 
 
 class _SharedSignalServer(uvicorn.Server):
@@ -63,7 +65,9 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, request_stop)
     tasks = [
-        asyncio.create_task(server.serve(), name=f"serve-{listener.name}")
+        asyncio.create_task(
+            server.serve([listener.sock] if listener.sock else None), name=f"serve-{listener.name}"
+        )
         for server, listener in zip(servers, listeners, strict=True)
     ]
     tasks += [asyncio.create_task(job(stop), name="job") for job in jobs or []]

@@ -65,7 +65,7 @@ class GatewayApp:
     def __init__(self, settings: ControllerSettings, database: Database) -> None:
         self.settings = settings
         self.database = database
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(settings.gateway_metrics_dir)
         self.parser = PredictionParser(
             settings.gateway_prediction_path, settings.gateway_confidence_path
         )

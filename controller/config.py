@@ -38,6 +38,12 @@ class ControllerSettings(Settings):
     gateway_max_connections: int = Field(default=512, ge=1)
     gateway_shadow_concurrency: int = Field(default=32, ge=1)
     gateway_shadow_queue: int = Field(default=1024, ge=0)
+    gateway_shadow_shed_lag_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="Shadow copies are dropped (shed first) while the gateway's event loop runs "
+        "this late, i.e. while it is saturated; 0 never sheds",
+    )
     gateway_workers: int = Field(
         default=1,
         ge=1,

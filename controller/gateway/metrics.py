@@ -56,8 +56,9 @@ class GatewayMetrics:
         )
         self.shadow_dropped = Counter(
             "shelf_gateway_shadow_dropped",
-            "Mirrored requests dropped because the shadow queue was full",
-            ["model"],
+            "Mirrored requests dropped: the shadow queue was full (queue_full), or the gateway "
+            "was saturated and shed them first (overload)",
+            ["model", "reason"],
             registry=r,
         )
         self.route_weight = Gauge(

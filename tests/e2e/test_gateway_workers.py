@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -177,3 +178,23 @@ def test_two_workers_count_exactly_and_roll_back_within_a_second(
         assert switched is not None, f"{worker} still routes the canary"
         assert switched - aborted < 1.0, f"{worker} took {switched - aborted:.2f}s"
         assert all(route.get("weight_bp") == 0 for t, route in answers if t >= switched)
+
+
+def test_workers_on_a_port_in_use_fail_with_one_line(tmp_path: Path) -> None:
+    settings = ControllerSettings(home=tmp_path / "home")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*shelf_command(), "gateway", "--workers", "2", "--port", str(port)],
+            env={**settings_env(settings), "SHELF_SECRET_KEY": "k"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert "Traceback" not in result.stdout + result.stderr

@@ -630,14 +630,23 @@ def shadow_counts(gateway: str) -> dict[str, float]:
 PACED_CONCURRENCY = 64
 
 
-def paced_script(home: Path, rate: float) -> Path:
+def paced_script(home: Path, rate: float, latency_ms: float = 0.0) -> Path:
     """wrk at about ``rate`` requests/s: each of PACED_CONCURRENCY connections waits
-    ``PACED_CONCURRENCY / rate`` between its requests (wrk's ``delay()``, whole milliseconds),
-    so the achieved rate is a little below ``rate`` by the latency; it is measured, not assumed."""
+    ``PACED_CONCURRENCY / rate`` less one request's ``latency_ms`` between its requests (wrk's
+    ``delay()``, whole milliseconds). The achieved rate is measured, not assumed."""
     path = home / "paced.lua"
-    delay_ms = max(1, round(PACED_CONCURRENCY * 1000 / rate))
+    delay_ms = max(1, round(PACED_CONCURRENCY * 1000 / rate - latency_ms))
     path.write_text(WRK_SCRIPT + f"\nfunction delay()\n  return {delay_ms}\nend\n")
     return path
+
+
+def calibrate_pacing(home: Path, url: str, rate: float, duration: float) -> Path:
+    """A paced script whose achieved rate is near ``rate``: one trial run tells how long a
+    request takes on top of the delay, which the final delay leaves out."""
+    first_delay = max(1, round(PACED_CONCURRENCY * 1000 / rate))
+    trial = load(url, PACED_CONCURRENCY, duration, paced_script(home, rate))
+    per_request_ms = PACED_CONCURRENCY * 1000 / max(trial["rps"], 1.0)
+    return paced_script(home, rate, max(per_request_ms - first_delay, 0.0))
 
 
 def measure_shadow(
@@ -646,7 +655,8 @@ def measure_shadow(
     """Champion p99 under a rollout at weight 0, without and with mirroring to a challenger:
     at saturation (closed loop, ``concurrency`` clients), where every copy competes with the
     champion for the same two cores and the gateway sheds copies first, and at half of that
-    throughput (wrk paced by ``delay()``), the load a gateway is provisioned for."""
+    throughput (wrk paced by ``delay()``, calibrated by a trial run), the load a gateway is
+    provisioned for."""
     figures = {}
     shed: dict[str, float] = {}
     for mode in ("off", "mirror"):
@@ -659,7 +669,9 @@ def measure_shadow(
             after = shadow_counts(gateway)
             shed = {k: after[k] - before[k] for k in after}
     saturation = figures["off"]["rps"]
-    paced = paced_script(home, saturation / 2)
+    set_rollout(home, "off")
+    wait_route(gateway, False)
+    paced = calibrate_pacing(home, gateway + PATH, saturation / 2, min(2.0, duration))
     p99s: dict[str, list[float]] = {"off": [], "mirror": []}
     rates: dict[str, list[float]] = {"off": [], "mirror": []}
     for mode in ("off", "mirror", "mirror", "off"):  # alternated, so drift favours neither

@@ -14,7 +14,9 @@ Reported per concurrency: requests/s direct, through the gateway and through ngi
 direct; added p50/p99 latency; and CPU milliseconds per request of each proxy's process tree
 (from /proc), with the gateway's ratio to nginx's. A second upstream that spends about 2 ms of
 CPU per request (like a small model) gets the same rows. Then shadow mode: champion p99 with a
-mirrored challenger vs without (ratio).
+mirrored challenger vs without (ratio), at saturation (with how many copies the gateway sent,
+shed because it was saturated, or dropped on a full queue) and at half of the saturation
+throughput (wrk paced by its ``delay()`` hook; the achieved rate is printed).
 
     python benchmarks/gateway.py [--quick] [--json] [--duration S] [--concurrency 1 16 64]
 """
@@ -22,7 +24,6 @@ mirrored challenger vs without (ratio).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -105,12 +106,14 @@ def serve_gateway(port: int) -> None:
     """Settings from SHELF_* (set by the parent), served like `shelf gateway` serves it."""
     from controller.config import ControllerSettings
     from controller.gateway.app import create_gateway_app
+    from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
     from registry.db.session import Database
     from shelf.runner import Listener, run
 
     settings = ControllerSettings()
     database = Database(settings.resolved_database_url)
-    run([Listener("gateway", create_gateway_app(settings, database), "127.0.0.1", port)])
+    app = create_gateway_app(settings, database)
+    run([Listener("gateway", app, "127.0.0.1", port, CoalescingHttpToolsProtocol)])
 
 
 def prepare_home(home: Path, upstream: str, shadow_upstream: str, heavy_upstream: str) -> None:
@@ -403,41 +406,6 @@ def start_nginx(home: Path, port: int, up: int, heavy: int) -> subprocess.Popen[
     )
 
 
-async def _load_at_rate(url: str, rate: float, duration: float) -> dict[str, float]:
-    """Open loop: request i is due at start + i / rate, and its latency counts from then, so a
-    slow answer cannot hold back the requests behind it (no coordinated omission)."""
-    # httpx's pool bookkeeping grows with the queue of pending requests and would become the
-    # bottleneck here; the gateway's own lean HTTP/1.1 client does not.
-    from controller.gateway.upstream import Upstream
-
-    latencies: list[float] = []
-    headers = [(b"content-type", b"application/json")]
-    base, _, path = url.partition("/v2/")
-    client = Upstream(max_connections=256, timeout_s=30)
-    start = time.perf_counter() + 0.05
-
-    async def one(due: float) -> None:
-        await client.call("POST", base, "/v2/" + path, headers, BODY)
-        latencies.append(time.perf_counter() - due)
-
-    in_flight = []
-    for i in range(int(rate * duration)):  # start each request when it is due, not all upfront
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        in_flight.append(asyncio.create_task(one(due)))
-    await asyncio.gather(*in_flight)
-    await client.close()
-    latencies.sort()
-    return {
-        "rps": rate,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-        "errors": 0.0,
-    }
-
-
 def load(url: str, concurrency: int, duration: float, script: Path) -> dict[str, float]:
     return load_wrk(url, concurrency, duration, script)
 
@@ -632,11 +600,53 @@ def report(
         f"(ratio {shadow['p99_ratio']:.2f}); rps {shadow['rps_off']:.0f} -> {shadow['rps_on']:.0f}"
     )
     print(
-        f"shadow at a fixed {shadow['fixed_rate_rps']:.0f} req/s: champion p99 "
+        f"  copies at saturation: {shadow['saturation_copies_sent']:.0f} sent, "
+        f"{shadow['saturation_copies_shed']:.0f} shed (gateway saturated), "
+        f"{shadow['saturation_copies_queue_full']:.0f} dropped (queue full)"
+    )
+    print(
+        f"shadow at {shadow['fixed_rate_rps']:.0f} req/s "
+        f"({shadow['fixed_rate_share_of_saturation']:.2f} of saturation): champion p99 "
         f"{shadow['fixed_rate_p99_off_ms']:.2f} ms without, "
         f"{shadow['fixed_rate_p99_on_ms']:.2f} ms with mirroring "
         f"(ratio {shadow['fixed_rate_p99_ratio']:.2f})"
     )
+
+
+def shadow_counts(gateway: str) -> dict[str, float]:
+    """Copies sent to the challenger and dropped (by reason), from the gateway's /metrics."""
+    text = httpx.get(f"{gateway}/metrics", timeout=10).text
+    counts = {"sent": 0.0, "overload": 0.0, "queue_full": 0.0}
+    for line in text.splitlines():
+        if line.startswith("shelf_gateway_shadow_requests_total{"):
+            counts["sent"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("shelf_gateway_shadow_dropped_total{"):
+            reason = re.search(r'reason="([^"]+)"', line)
+            if reason and reason.group(1) in counts:
+                counts[reason.group(1)] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+PACED_CONCURRENCY = 64
+
+
+def paced_script(home: Path, rate: float, latency_ms: float = 0.0) -> Path:
+    """wrk at about ``rate`` requests/s: each of PACED_CONCURRENCY connections waits
+    ``PACED_CONCURRENCY / rate`` less one request's ``latency_ms`` between its requests (wrk's
+    ``delay()``, whole milliseconds). The achieved rate is measured, not assumed."""
+    path = home / "paced.lua"
+    delay_ms = max(1, round(PACED_CONCURRENCY * 1000 / rate - latency_ms))
+    path.write_text(WRK_SCRIPT + f"\nfunction delay()\n  return {delay_ms}\nend\n")
+    return path
+
+
+def calibrate_pacing(home: Path, url: str, rate: float, duration: float) -> Path:
+    """A paced script whose achieved rate is near ``rate``: one trial run tells how long a
+    request takes on top of the delay, which the final delay leaves out."""
+    first_delay = max(1, round(PACED_CONCURRENCY * 1000 / rate))
+    trial = load(url, PACED_CONCURRENCY, duration, paced_script(home, rate))
+    per_request_ms = PACED_CONCURRENCY * 1000 / max(trial["rps"], 1.0)
+    return paced_script(home, rate, max(per_request_ms - first_delay, 0.0))
 
 
 def measure_shadow(
@@ -644,26 +654,38 @@ def measure_shadow(
 ) -> dict[str, Any]:
     """Champion p99 under a rollout at weight 0, without and with mirroring to a challenger:
     at saturation (closed loop, ``concurrency`` clients), where every copy competes with the
-    champion for the same two cores, and at a fixed rate of a quarter of that throughput
-    (open loop), the load a gateway is provisioned for."""
+    champion for the same two cores and the gateway sheds copies first, and at half of that
+    throughput (wrk paced by ``delay()``, calibrated by a trial run), the load a gateway is
+    provisioned for."""
     figures = {}
+    shed: dict[str, float] = {}
     for mode in ("off", "mirror"):
         set_rollout(home, mode)
         wait_route(gateway, mode == "mirror")
         load(gateway + PATH, concurrency, min(1.0, duration), script)
+        before = shadow_counts(gateway)
         figures[mode] = load(gateway + PATH, concurrency, duration, script)
-    rate = min(figures["off"]["rps"] / 4, 1500.0)
+        if mode == "mirror":
+            after = shadow_counts(gateway)
+            shed = {k: after[k] - before[k] for k in after}
+    saturation = figures["off"]["rps"]
+    set_rollout(home, "off")
+    wait_route(gateway, False)
+    paced = calibrate_pacing(home, gateway + PATH, saturation / 2, min(2.0, duration))
     p99s: dict[str, list[float]] = {"off": [], "mirror": []}
+    rates: dict[str, list[float]] = {"off": [], "mirror": []}
     for mode in ("off", "mirror", "mirror", "off"):  # alternated, so drift favours neither
         set_rollout(home, mode)
         wait_route(gateway, mode == "mirror")
-        asyncio.run(_load_at_rate(gateway + PATH, rate, min(1.0, duration)))  # warm
-        measured = asyncio.run(_load_at_rate(gateway + PATH, rate, duration / 2))
+        load(gateway + PATH, PACED_CONCURRENCY, min(1.0, duration), paced)  # warm
+        measured = load(gateway + PATH, PACED_CONCURRENCY, max(duration / 2, 1.0), paced)
         p99s[mode].append(measured["p99_ms"])
+        rates[mode].append(measured["rps"])
     set_rollout(home, None)
     off, on = figures["off"], figures["mirror"]
-    rate_off = {"p99_ms": statistics.mean(p99s["off"])}
-    rate_on = {"p99_ms": statistics.mean(p99s["mirror"])}
+    rate_off = statistics.mean(p99s["off"])
+    rate_on = statistics.mean(p99s["mirror"])
+    copies = sum(shed.values())
     return {
         "mode": "shadow",
         "concurrency": concurrency,
@@ -672,10 +694,17 @@ def measure_shadow(
         "p99_ratio": round(on["p99_ms"] / off["p99_ms"], 3) if off["p99_ms"] else None,
         "rps_off": round(off["rps"], 1),
         "rps_on": round(on["rps"], 1),
-        "fixed_rate_rps": round(rate, 1),
-        "fixed_rate_p99_off_ms": round(rate_off["p99_ms"], 3),
-        "fixed_rate_p99_on_ms": round(rate_on["p99_ms"], 3),
-        "fixed_rate_p99_ratio": round(rate_on["p99_ms"] / rate_off["p99_ms"], 3),
+        "saturation_copies_sent": shed.get("sent", 0.0),
+        "saturation_copies_shed": shed.get("overload", 0.0),
+        "saturation_copies_queue_full": shed.get("queue_full", 0.0),
+        "saturation_shed_share": round(shed.get("overload", 0.0) / copies, 3) if copies else None,
+        "fixed_rate_rps": round(statistics.mean(rates["off"] + rates["mirror"]), 1),
+        "fixed_rate_share_of_saturation": round(
+            statistics.mean(rates["off"] + rates["mirror"]) / saturation, 3
+        ),
+        "fixed_rate_p99_off_ms": round(rate_off, 3),
+        "fixed_rate_p99_on_ms": round(rate_on, 3),
+        "fixed_rate_p99_ratio": round(rate_on / rate_off, 3),
     }
 
 

@@ -6,6 +6,7 @@ home folder too), so the composition root loads this one object and hands it to 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -40,6 +41,24 @@ class ControllerSettings(Settings):
     )
     gateway_shadow_concurrency: int = Field(default=32, ge=1)
     gateway_shadow_queue: int = Field(default=1024, ge=0)
+    gateway_shadow_shed_lag_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="Shadow copies are dropped (shed first) while the gateway's event loop runs "
+        "this late, i.e. while it is saturated; 0 never sheds",
+    )
+    gateway_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing one port ('shelf gateway --workers N')",
+    )
+    gateway_metrics_dir: Path | None = Field(
+        default=None,
+        description="Set by 'shelf gateway --workers' for its workers: where they keep their "
+        "Prometheus metrics (prometheus_client's multiprocess mode), so that /metrics on any "
+        "worker shows all of them",
+    )
     gateway_refresh_interval_s: float = Field(default=0.25, gt=0, description="Routing-table poll")
     gateway_flush_interval_s: float = Field(default=1.0, gt=0, description="Statistics flush")
     gateway_stats_max_pending_arms: int = Field(

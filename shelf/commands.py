@@ -47,12 +47,33 @@ def api(host: str | None, port: int | None) -> None:
 @click.command()
 @click.option("--host", help="Bind address [SHELF_GATEWAY_HOST]")
 @click.option("--port", type=int, help="Port [SHELF_GATEWAY_PORT, default 8080]")
-def gateway(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Processes serving the port, each a replica of its own [SHELF_GATEWAY_WORKERS, default 1]",
+)
+@click.option("--reuse-port", is_flag=True, hidden=True, help="Run as one of several workers")
+def gateway(
+    host: str | None, port: int | None, workers: int | None, reuse_port: bool
+) -> int | None:
     """Run only the gateway: the data plane that splits, mirrors and measures traffic."""
     from shelf.roles import run_roles
 
-    settings = load_settings(gateway_host=host, gateway_port=port)
+    settings = load_settings(gateway_host=host, gateway_port=port, gateway_workers=workers)
+    if reuse_port:
+        from shelf.workers import bind
+
+        sock = bind(settings.gateway_host, settings.gateway_port)
+        run_roles(settings, False, True, False, gateway_sock=sock)
+        return None
+    if settings.gateway_workers > 1:
+        from shelf.roles import prepare_database
+        from shelf.workers import run_gateway_workers
+
+        prepare_database(settings)
+        return run_gateway_workers(settings)
     run_roles(settings, api=False, gateway=True, reconciler=False)
+    return None
 
 
 @click.command()

@@ -138,6 +138,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def protocol_with(limits: HeaderLimits) -> type[LimitedHttpToolsProtocol]:
-    """A protocol class for ``uvicorn.Config(http=...)``, which instantiates it per connection."""
-    return type("HttpToolsProtocolWithLimits", (LimitedHttpToolsProtocol,), {"limits": limits})
+def protocol_with(limits: HeaderLimits, *mixins: type) -> type[LimitedHttpToolsProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)``, which instantiates it per connection;
+    ``mixins`` are other subclasses of uvicorn's httptools protocol, cooperating through
+    ``super()``, that it should be as well."""
+    return type(
+        "HttpToolsProtocolWithLimits", (LimitedHttpToolsProtocol, *mixins), {"limits": limits}
+    )

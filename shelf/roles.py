@@ -9,6 +9,7 @@ from typing import Any
 
 from controller.config import ControllerSettings
 from controller.gateway.app import create_gateway_app
+from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
 from controller.reconciler.loop import Reconciler
 from registry.cli import output
 from registry.db.session import Database
@@ -71,8 +72,15 @@ def _limits(settings: ControllerSettings, max_connections: int) -> dict[str, Any
     }
 
 
-def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler: bool) -> None:
-    """Serve the chosen roles from this process until SIGINT/SIGTERM."""
+def run_roles(
+    settings: ControllerSettings,
+    api: bool,
+    gateway: bool,
+    reconciler: bool,
+    gateway_sock: socket.socket | None = None,
+) -> None:
+    """Serve the chosen roles from this process until SIGINT/SIGTERM (the gateway on
+    ``gateway_sock`` when given: a worker's inherited socket)."""
     if api:
         check_open_mode(settings, settings.host)
     prepare_database(settings)
@@ -105,6 +113,8 @@ def run_roles(settings: ControllerSettings, api: bool, gateway: bool, reconciler
                 settings.gateway_host,
                 settings.gateway_port,
                 **_limits(settings, settings.gateway_max_client_connections),
+                protocol_mixins=(CoalescingHttpToolsProtocol,),
+                sock=gateway_sock,
             )
         )
     if reconciler:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,10 @@ class Listener:
     max_connections: int = 1000
     header_limits: HeaderLimits = field(default_factory=HeaderLimits)
     keep_alive_timeout_s: int = 5
+    # More of uvicorn's httptools protocol, mixed in under the header limits (the gateway's
+    # one-write-per-response protocol).
+    protocol_mixins: tuple[type, ...] = ()
+    sock: socket.socket | None = None  # already bound (a worker's inherited socket)
 
 
 class _SharedSignalServer(uvicorn.Server):
@@ -40,7 +45,7 @@ def _config(listener: Listener) -> uvicorn.Config:
         host=listener.host,
         port=listener.port,
         loop="uvloop",
-        http=protocol_with(listener.header_limits),
+        http=protocol_with(listener.header_limits, *listener.protocol_mixins),
         limit_concurrency=listener.max_connections,
         timeout_keep_alive=listener.keep_alive_timeout_s,
         log_level="warning",
@@ -69,7 +74,9 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, request_stop)
     tasks = [
-        asyncio.create_task(server.serve(), name=f"serve-{listener.name}")
+        asyncio.create_task(
+            server.serve([listener.sock] if listener.sock else None), name=f"serve-{listener.name}"
+        )
         for server, listener in zip(servers, listeners, strict=True)
     ]
     tasks += [asyncio.create_task(job(stop), name="job") for job in jobs or []]

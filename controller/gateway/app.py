@@ -32,6 +32,7 @@ from controller.gateway.asgi import (
     send_json,
 )
 from controller.gateway.feedback import FeedbackIntake
+from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.paths import UnsafePath, split_target
 from controller.gateway.prediction import PredictionParser
@@ -65,7 +66,7 @@ class GatewayApp:
     def __init__(self, settings: ControllerSettings, database: Database) -> None:
         self.settings = settings
         self.database = database
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(settings.gateway_metrics_dir)
         self.parser = PredictionParser(
             settings.gateway_prediction_path, settings.gateway_confidence_path
         )
@@ -87,6 +88,7 @@ class GatewayApp:
         # Only ``GET /v1/routes`` reads tokens: the data plane itself trusts no caller
         # (docs/security.md, "The gateway").
         self.authenticator = Authenticator(settings.all_tokens())
+        self.lag = LoopLag()
         self.upstream: Upstream | None = None
         self.shadow: ShadowMirror | None = None
         self.in_flight = 0
@@ -201,7 +203,8 @@ class GatewayApp:
             headers = [item for item in result.headers if item[0] not in RESPONSE_SKIP]
             headers.append((b"content-length", str(len(result.body)).encode()))
             headers.extend(shelf)
-            await send_bytes(send, result.status, result.body, headers)
+            await send({"type": "http.response.start", "status": result.status, "headers": headers})
+            await send({"type": "http.response.body", "body": result.body})
         elif outcome == TIMEOUT:
             await send_error(
                 send, 504, "upstream_timeout", f"{route.model}@{arm.version} timed out", shelf
@@ -388,6 +391,8 @@ class GatewayApp:
             self.metrics,
             settings.gateway_shadow_queue,
             settings.gateway_shadow_concurrency,
+            self.lag,
+            settings.gateway_shadow_shed_lag_ms / 1000.0,
         )
         self.shadow.start()
         await self.routes.refresh()
@@ -398,6 +403,7 @@ class GatewayApp:
             asyncio.create_task(
                 self.recorder.run(settings.gateway_flush_interval_s, stop), name="flush"
             ),
+            asyncio.create_task(self.lag.run(stop), name="loop-lag"),
         ]
         if self.database.engine.dialect.name == "postgresql":
             self._tasks.append(asyncio.create_task(self.routes.listen(stop), name="listen"))

@@ -1,13 +1,28 @@
 """Prometheus metrics of one gateway (its own registry, so several apps can share a process).
 
 Children are cached by label values: ``Counter.labels`` takes a lock and builds a tuple on
-every call, which is measurable on the hot path."""
+every call, which is measurable on the hot path.
+
+Under ``shelf gateway --workers N`` the workers share one port, so a scrape reaches any one of
+them. They run in prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set by
+the supervisor, and ``multiprocess_dir`` here): each keeps its values in a file of that folder,
+and whichever worker is scraped renders the sum over all of them (counters, histograms) or the
+most recent value of a live worker (the weight gauge). One series per metric rather than one
+per worker: the workers are one gateway, and a per-worker label would show a scrape only the
+worker it happened to reach."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
+PREFIX = "shelf_gateway_"
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
@@ -16,7 +31,8 @@ LATENCY_BUCKETS = (
 class GatewayMetrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self._multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -40,8 +56,9 @@ class GatewayMetrics:
         )
         self.shadow_dropped = Counter(
             "shelf_gateway_shadow_dropped",
-            "Mirrored requests dropped because the shadow queue was full",
-            ["model"],
+            "Mirrored requests dropped: the shadow queue was full (queue_full), or the gateway "
+            "was saturated and shed them first (overload)",
+            ["model", "reason"],
             registry=r,
         )
         self.route_weight = Gauge(
@@ -49,6 +66,7 @@ class GatewayMetrics:
             "Challenger weight in basis points per model",
             ["model"],
             registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.rejected = Counter(
             "shelf_gateway_rejected_requests",
@@ -107,4 +125,19 @@ class GatewayMetrics:
             self.route_weight.labels(model).set(weight)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        merged.register(_GatewayFamilies(MultiProcessCollector(None, str(self._multiprocess_dir))))
+        return generate_latest(merged)
+
+
+class _GatewayFamilies(Collector):
+    """The gateway's own families from the shared folder (other modules' metrics, such as the
+    reconciler's, are imported in a worker too, but are not the gateway's to show)."""
+
+    def __init__(self, collector: MultiProcessCollector) -> None:
+        self._collector = collector
+
+    def collect(self) -> Iterable[Metric]:
+        return (m for m in self._collector.collect() if m.name.startswith(PREFIX))

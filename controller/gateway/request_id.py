@@ -2,8 +2,11 @@
 
 Feedback arrives hours later, perhaps at another replica, so the id itself carries what is
 needed to attribute it: rollout, arm, version, predicted class, issue time and a nonce, signed
-with HMAC-SHA256 (truncated to 128 bits) under the shared secret key. No per-request state is
-kept anywhere. Layout (before base64url, big-endian):
+under the shared secret key with keyed BLAKE2b (RFC 7693, section 2.5: its keyed mode is a MAC
+by design, and costs a third of HMAC-SHA256 on the gateway's hot path), 128 bits. Ids of
+format 1 (HMAC-SHA256 truncated to 128 bits) are still accepted, so that feedback for requests
+answered before an upgrade still counts. No per-request state is kept anywhere. Layout (before
+base64url, big-endian):
 
     version byte | rollout id u32 (0 = none) | version id u32 | issued-at u32 (unix s)
     | arm byte (0 champion, 1 challenger) | nonce 8 bytes | class kind byte | class bytes | mac 16
@@ -27,7 +30,8 @@ from hashlib import blake2b
 
 from controller.vocabulary import ARMS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # keyed BLAKE2b; 1 was HMAC-SHA256
+_FORMAT_HMAC = 1
 MAX_VERBATIM_CLASS = 40
 _MAC_BYTES = 16
 _HEAD = struct.Struct(">BIIIBQB")
@@ -74,6 +78,13 @@ def class_digest(label: str) -> bytes:
 class RequestIdSigner:
     def __init__(self, key: bytes) -> None:
         self._key = key
+        # BLAKE2b takes keys of at most 64 bytes: a longer one is hashed down to 64.
+        self._blake2b_key = key if len(key) <= 64 else blake2b(key).digest()
+
+    def _mac(self, body: bytes, fmt: int) -> bytes:
+        if fmt == _FORMAT_HMAC:
+            return hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
+        return blake2b(body, key=self._blake2b_key, digest_size=_MAC_BYTES).digest()
 
     def issue(
         self,
@@ -102,8 +113,7 @@ class RequestIdSigner:
             )
             + tail
         )
-        mac = hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
-        return _encode(body + mac)
+        return _encode(body + self._mac(body, FORMAT_VERSION))
 
     def verify(self, token: str) -> RequestId:
         """The id ``token`` spells, accepted only in the canonical encoding the gateway issues:
@@ -122,12 +132,14 @@ class RequestIdSigner:
         if len(raw) < _HEAD.size + _MAC_BYTES:
             raise InvalidRequestId("request id is too short")
         body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-        expected = hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
-        if not hmac.compare_digest(mac, expected):
+        fmt = body[0]
+        if fmt not in (FORMAT_VERSION, _FORMAT_HMAC):
+            raise InvalidRequestId("request id has an unknown layout")
+        if not hmac.compare_digest(mac, self._mac(body, fmt)):
             raise InvalidRequestId("request id signature does not match")
-        fmt, rollout_id, version_id, issued_at, arm_index, _nonce, kind = _HEAD.unpack_from(body)
+        _fmt, rollout_id, version_id, issued_at, arm_index, _nonce, kind = _HEAD.unpack_from(body)
         tail = body[_HEAD.size :]
-        if fmt != FORMAT_VERSION or arm_index > 1 or kind > _KIND_DIGEST:
+        if arm_index > 1 or kind > _KIND_DIGEST:
             raise InvalidRequestId("request id has an unknown layout")
         predicted: str | None = None
         digest: bytes | None = None

@@ -1,9 +1,13 @@
 """Shadow traffic: the champion answers, a copy goes to the challenger in the background.
 
 Copies wait in a bounded asyncio queue served by a fixed number of workers. ``submit`` never
-blocks: when the queue is full the copy is dropped and counted, so a slow challenger can cost
-shadow coverage but never champion latency. The challenger's outcome goes into its arm's
-statistics, and whether its predicted class equals the champion's into ``compared/agreed``.
+blocks: when the queue is full the copy is dropped and counted (reason ``queue_full``), so a
+slow challenger can cost shadow coverage but never champion latency. Copies are also shed
+first when the gateway itself is saturated: while the event loop runs late
+(:class:`LoopLag` above ``shed_lag_s``) every copy is dropped and counted (reason
+``overload``), since each one would take CPU from the champion's requests. The challenger's
+outcome goes into its arm's statistics, and whether its predicted class equals the champion's
+into ``compared/agreed``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from controller.gateway.asgi import Headers
+from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder
@@ -44,6 +49,8 @@ class ShadowMirror:
         metrics: GatewayMetrics,
         queue_size: int,
         concurrency: int,
+        lag: LoopLag | None = None,
+        shed_lag_s: float = 0.0,
     ) -> None:
         self._upstream = upstream
         self._recorder = recorder
@@ -53,9 +60,12 @@ class ShadowMirror:
             asyncio.Queue(maxsize=queue_size) if queue_size > 0 else None
         )
         self._concurrency = concurrency
+        self._lag = lag if shed_lag_s > 0 else None
+        self._shed_lag_s = shed_lag_s
         self._workers: list[asyncio.Task[None]] = []
         self.sent = 0
-        self.dropped = 0
+        self.dropped = 0  # for either reason
+        self.shed = 0  # of which because the gateway was saturated
 
     def start(self) -> None:
         if self._queue is None:
@@ -65,14 +75,22 @@ class ShadowMirror:
         ]
 
     def submit(self, copy: ShadowCopy) -> None:
+        lag = self._lag
+        if lag is not None and lag.lag_s > self._shed_lag_s:
+            self.shed += 1
+            self._drop(copy, "overload")
+            return
         if self._queue is not None:
             try:
                 self._queue.put_nowait(copy)
                 return
             except asyncio.QueueFull:
                 pass
+        self._drop(copy, "queue_full")
+
+    def _drop(self, copy: ShadowCopy, reason: str) -> None:
         self.dropped += 1
-        self._metrics.shadow_dropped.labels(copy.model).inc()
+        self._metrics.shadow_dropped.labels(copy.model, reason).inc()
 
     async def _work(self) -> None:
         assert self._queue is not None

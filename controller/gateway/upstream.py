@@ -84,6 +84,7 @@ class Origin:
     tls: bool
     host_header: bytes
     base_path: str  # the serving URL's own path, prefixed to every request path
+    host_line: bytes = b""  # ``host: …\r\n``, built once
 
     @classmethod
     def parse(cls, url: str) -> Origin:
@@ -92,7 +93,9 @@ class Origin:
             raise ValueError(f"not an http(s) URL: {url!r}")
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
-        return cls(parts.hostname, port, tls, parts.netloc.encode(), parts.path.rstrip("/"))
+        host = parts.netloc.encode()
+        path = parts.path.rstrip("/")
+        return cls(parts.hostname, port, tls, host, path, b"host: " + host + b"\r\n")
 
 
 class OutboundRefused(ConnectionError):
@@ -219,13 +222,21 @@ class _Pool:
         self._open = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
 
-    async def acquire(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> _Connection:
-        while self._idle:
-            connection = self._idle.pop()
+    def take_idle(self) -> _Connection | None:
+        """An idle open connection, without a coroutine (the common case under load)."""
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
             if not connection.closed:
                 connection.reused = True
                 return connection
             self._open -= 1
+        return None
+
+    async def acquire(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> _Connection:
+        connection = self.take_idle()
+        if connection is not None:
+            return connection
         if self._open >= self._limit:
             waiter: asyncio.Future[_Connection | None] = loop.create_future()
             self._waiters.append(waiter)
@@ -328,9 +339,9 @@ class Upstream:
         try:
             pool = self._pool(base_url)
             origin = pool.origin
-            parts = [f"{method} {origin.base_path}{path} HTTP/1.1\r\n".encode()]
-            parts.append(b"host: " + origin.host_header + b"\r\n")
-            parts.extend(name + b": " + value + b"\r\n" for name, value in headers)
+            parts = [f"{method} {origin.base_path}{path} HTTP/1.1\r\n".encode(), origin.host_line]
+            for name, value in headers:
+                parts += (name, b": ", value, b"\r\n")
             if body or method not in BODYLESS_METHODS:
                 parts.append(b"content-length: %d\r\n" % len(body))
             parts.append(b"\r\n")
@@ -352,7 +363,9 @@ class Upstream:
         loop = asyncio.get_running_loop()
         deadline = start + self._timeout_s
         for attempt in (0, 1):
-            connection = await pool.acquire(loop, max(deadline - time.perf_counter(), 0.001))
+            connection = pool.take_idle() or await pool.acquire(
+                loop, max(deadline - time.perf_counter(), 0.001)
+            )
             future = connection.send(payload, head_only)
             timer = loop.call_later(max(deadline - time.perf_counter(), 0.0), _expire, future)
             try:

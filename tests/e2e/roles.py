@@ -43,12 +43,12 @@ class Role:
         return bool(match and float(match.group(1)) == 1.0)
 
 
-def start_role(role: str, name: str, env: dict[str, str], log_dir: Path) -> Role:
+def start_role(role: str, name: str, env: dict[str, str], log_dir: Path, *args: str) -> Role:
     port = free_port()
     log_path = log_dir / f"{name}.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [*shelf_command(), role, "--port", str(port)],
+        [*shelf_command(), role, "--port", str(port), *args],
         env={**env, "SHELF_REPLICA_ID": name},
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -342,7 +342,7 @@ def test_default_render_resources() -> None:
     for component in COMPONENTS:
         deployment = named(docs, "Deployment", f"shelf-{component}")
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        assert container["args"] == [component]
+        assert container["args"][0] == component
         assert container["ports"] == [
             {"name": "http", "containerPort": PORTS[component], "protocol": "TCP"}
         ]
@@ -688,3 +688,15 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert copied and copied <= allowed, copied - allowed
     for ignored in ("**/__pycache__", "**/*.py[cod]"):
         assert ignored in lines
+
+
+@needs_helm
+def test_gateway_workers_reach_the_command_line() -> None:
+    default = named(render("default"), "Deployment", "shelf-gateway")
+    assert default["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "gateway", "--workers", str(default_values()["gateway"]["workers"]),
+    ]  # fmt: skip
+    docs = render("default", "--set", "gateway.workers=3")
+    container = named(docs, "Deployment", "shelf-gateway")["spec"]["template"]["spec"]
+    assert container["containers"][0]["args"] == ["gateway", "--workers", "3"]
+    assert "workers" in render_error("--set", "gateway.workers=0")

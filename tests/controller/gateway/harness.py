@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from controller.config import ControllerSettings
 from controller.gateway.app import GatewayApp, create_gateway_app
+from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
 from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts.transitions import notify_gateways
 from controller.tables import Rollout
@@ -30,7 +31,7 @@ from tests.controller.factories import add_version
 
 
 class ServerThread:
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, http: Any = "httptools") -> None:
         self.app = app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -42,7 +43,7 @@ class ServerThread:
             access_log=False,
             lifespan="on",
             loop="asyncio",
-            http="httptools",
+            http=http,
             timeout_graceful_shutdown=5,
         )
         self.server = uvicorn.Server(config)
@@ -111,7 +112,7 @@ def gateway_settings(settings: ControllerSettings, **overrides: Any) -> Controll
 def running_gateway(settings: ControllerSettings, database: Database) -> Iterator[Gateway]:
     app = create_gateway_app(settings, database)
     assert isinstance(app, GatewayApp)
-    server = ServerThread(app).start()
+    server = ServerThread(app, http=CoalescingHttpToolsProtocol).start()
     try:
         yield Gateway(app, server)
     finally:

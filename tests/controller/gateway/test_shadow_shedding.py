@@ -1,0 +1,91 @@
+"""Shadow copies are shed first when the gateway is saturated: while its event loop runs late,
+every copy is dropped and counted (reason ``overload``) instead of queued; on a loop with time
+to spare they are queued. The lag itself follows a blocked loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from controller.gateway.loop_lag import LoopLag
+from controller.gateway.metrics import GatewayMetrics
+from controller.gateway.routing import RouteArm
+from controller.gateway.shadow import ShadowCopy, ShadowMirror
+
+ARM = RouteArm("challenger", 1, 2, 2, "http://127.0.0.1:9", None, "2", b"2")
+
+
+def copy() -> ShadowCopy:
+    return ShadowCopy("m", ARM, "POST", "/v2/models/m/infer", [], b"{}", "1")
+
+
+def dropped(metrics: GatewayMetrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "shelf_gateway_shadow_dropped_total", {"model": "m", "reason": reason}
+    )
+    return value or 0.0
+
+
+def mirror(metrics: GatewayMetrics, lag: LoopLag, queue: int = 8) -> ShadowMirror:
+    return ShadowMirror(
+        None,  # type: ignore[arg-type]  # never called: no worker is started
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        metrics,
+        queue,
+        1,
+        lag,
+        shed_lag_s=0.002,
+    )
+
+
+def test_copies_are_shed_while_the_loop_runs_late_and_queued_otherwise() -> None:
+    async def scenario() -> None:
+        metrics = GatewayMetrics()
+        lag = LoopLag()
+        shadow = mirror(metrics, lag, queue=2)
+        shadow.submit(copy())  # a loop on time: queued
+        assert (shadow.dropped, shadow.shed) == (0, 0)
+        lag.lag_s = 0.010  # saturated: shed, counted, not queued
+        for _ in range(3):
+            shadow.submit(copy())
+        assert (shadow.dropped, shadow.shed) == (3, 3)
+        assert dropped(metrics, "overload") == 3
+        lag.lag_s = 0.0  # recovered: queued again until the queue is full
+        shadow.submit(copy())
+        shadow.submit(copy())
+        assert (shadow.dropped, shadow.shed) == (4, 3)
+        assert dropped(metrics, "queue_full") == 1
+
+    asyncio.run(scenario())
+
+
+def test_shedding_can_be_switched_off() -> None:
+    async def scenario() -> None:
+        lag = LoopLag()
+        lag.lag_s = 1.0
+        shadow = ShadowMirror(None, None, None, GatewayMetrics(), 8, 1, lag, 0.0)  # type: ignore[arg-type]
+        shadow.submit(copy())
+        assert shadow.dropped == 0
+
+    asyncio.run(scenario())
+
+
+def test_loop_lag_follows_a_blocked_loop_and_recovers() -> None:
+    async def scenario() -> tuple[float, float]:
+        lag = LoopLag(interval_s=0.005)
+        stop = asyncio.Event()
+        task = asyncio.create_task(lag.run(stop))
+        await asyncio.sleep(0.05)
+        time.sleep(0.05)  # the loop is busy for 50 ms
+        await asyncio.sleep(0.01)
+        blocked = lag.lag_s
+        await asyncio.sleep(0.3)
+        recovered = lag.lag_s
+        stop.set()
+        await task
+        return blocked, recovered
+
+    blocked, recovered = asyncio.run(scenario())
+    assert blocked >= 0.01  # 50 ms late, halved per 5 ms interval since
+    assert recovered < blocked / 2

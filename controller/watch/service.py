@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from controller.config import ControllerSettings
 from controller.rollouts import service as rollouts
 from controller.stats.watch_report import STATUSES, WatchReport
-from controller.tables import ChampionWatch
-from controller.vocabulary import CHAMPION_ALIAS
+from controller.tables import ChampionObservation, ChampionWatch
+from controller.vocabulary import CHAMPION_ALIAS, DEFAULT_CHAMPION_BLOCK_S
 from controller.watch.policy import policy_of
 from controller.watch.watcher import ACTOR, ChampionLook
 from registry.db.session import Database
@@ -94,9 +94,7 @@ def look_all(database: Database, settings: ControllerSettings, now: datetime) ->
             log.exception("champion watch of model %s failed; will retry", model_id)
 
 
-def report_of(
-    session: Session, name: str, settings: ControllerSettings, now: datetime
-) -> WatchReport:
+def report_of(session: Session, name: str, now: datetime) -> WatchReport:
     """The model's champion watch as it stands (no blocks judged)."""
     model = get_model(session, name)
     champion = rollouts.champion_of(session, model)
@@ -106,13 +104,26 @@ def report_of(
     if row is None or row.version_id != champion.id:
         raise NotFound(f"the champion watch of {name!r} has not looked at v{champion.version} yet")
     policy = policy_of(session, model)
-    current = ChampionLook(session, model, champion, policy, settings.champion_block_s, now)
-    return current.report(row)
+    block_s = float(row.detectors.get("block_s", DEFAULT_CHAMPION_BLOCK_S))
+    return ChampionLook(session, model, champion, policy, block_s, now).report(row)
 
 
-def statuses(session: Session) -> dict[int, str]:
-    """Each watched model's status, by model id (for ``shelf models``)."""
-    return {row.model_id: row.status for row in session.scalars(select(ChampionWatch))}
+def history(session: Session, name: str, limit: int) -> list[ChampionObservation]:
+    """The current champion's latest judged blocks, oldest first."""
+    model = get_model(session, name)
+    row = session.get(ChampionWatch, model.id)
+    if row is None:
+        return []
+    rows = session.scalars(
+        select(ChampionObservation)
+        .where(
+            ChampionObservation.model_id == model.id,
+            ChampionObservation.version_id == row.version_id,
+        )
+        .order_by(ChampionObservation.block.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(rows)))
 
 
 def export(report: WatchReport) -> None:

@@ -63,7 +63,7 @@ def _at(text: str | None) -> datetime | None:
 
 
 def fresh_state(
-    champion: ModelVersion, previous: ModelVersion | None, policy: WatchPolicySpec
+    champion: ModelVersion, previous: ModelVersion | None, policy: WatchPolicySpec, block_s: float
 ) -> dict[str, Any]:
     """Detector state of a new champion: its reference targets, and (for the bake window) the
     decay checks against the previous champion's reference."""
@@ -84,6 +84,7 @@ def fresh_state(
         "alarms": {},
         "baseline": ArmStats().to_json(),
         "baseline_done": False,
+        "block_s": block_s,
     }
 
 
@@ -148,7 +149,7 @@ class ChampionLook:
         row.status = "fresh"
         row.status_since = self.now
         row.reason = "watch started"
-        row.detectors = fresh_state(self.champion, previous, self.policy)
+        row.detectors = fresh_state(self.champion, previous, self.policy, self.block_s)
         row.open_blocks = {}
         row.checks = []
         row.next_block = None

@@ -350,7 +350,8 @@ class ChampionLook:
             event = f"champion.{report.status}"
             audit.record(self.session, event, ACTOR, self.model, **payload)
             if report.status in ANNOUNCED:
-                outbox.queue(self.session, self.model.id, event, payload)
+                announced = {"event": event, "actor": ACTOR, "at": _iso(self.now), **payload}
+                outbox.queue(self.session, self.model.id, event, announced)
 
     @property
     def bake_decay(self) -> list[str]:

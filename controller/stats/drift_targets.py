@@ -42,12 +42,12 @@ class Tolerances:
     """Allowed change before a check counts as changed: absolute shares for rates, the mean
     confidence and class shares; standard deviations for numeric inputs."""
 
-    error_rate: float = 0.01
+    error_rate: float = 0.005
     latency: float = 0.05  # share of requests slower than the first period's 90th percentile
-    class_share: float = 0.01
-    confidence: float = 0.02
-    accuracy: float = 0.02
-    input_sd: float = 0.1
+    class_share: float = 0.005
+    confidence: float = 0.01
+    accuracy: float = 0.01
+    input_sd: float = 0.05
 
 
 UP, DOWN, BOTH = (1,), (-1,), (1, -1)

@@ -195,7 +195,8 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> Outc
                 champion = watch_decay(client, processes[3].url, say, timeout_s=20.0)
         histories = [RolloutHistory(r, client.observations(r.id)) for r in finished]
         report = home / "report.html"
-        report.write_text(render_html(histories, title="Shelf quickstart"))
+        watched = client.watch(MODEL, history=600) if champion is not None else None
+        report.write_text(render_html(histories, title="Shelf quickstart", champion=watched))
         say(f"report: {report}")
         client.close()
         return Outcome(finished, champion)

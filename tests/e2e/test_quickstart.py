@@ -34,3 +34,4 @@ def test_quickstart_rolls_back_the_worse_promotes_the_better_and_sees_it_decay(
     assert f"report: {report}" in result.stdout
     html = report.read_text()
     assert html.count("<svg") >= 4 and "rolled_back" in html and "promoted" in html
+    assert "champion fraud v3" in html and "accuracy vs reference: detector" in html

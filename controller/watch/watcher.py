@@ -405,7 +405,8 @@ def summarise(stats: ArmStats, statistics: dict[str, float]) -> dict[str, Any]:
 
 
 def acknowledge(session: Session, model: Model, actor: str, now: datetime | None = None) -> None:
-    """Clears every alarm of the model's champion watch and re-arms its detectors."""
+    """Clears every alarm of the model's champion watch and re-arms its detectors; the next
+    look sets the status from the checks (``fresh``, or ``stale`` past the shelf life)."""
     row = session.get(ChampionWatch, model.id, with_for_update=True)
     if row is None:
         return
@@ -415,7 +416,7 @@ def acknowledge(session: Session, model: Model, actor: str, now: datetime | None
     state["totals"] = {}
     state["cusum"] = {key: [0.0] * len(w) for key, w in state.get("cusum", {}).items()}
     row.detectors = state
-    row.status = "fresh"
-    row.status_since = now or utcnow()
     row.reason = f"acknowledged by {actor}"
+    row.updated_at = now or utcnow()
+    # The status follows at the next look (fresh, or stale past the shelf life), audited then.
     audit.record(session, "champion.acknowledged", actor, model, cleared=cleared)

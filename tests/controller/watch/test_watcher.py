@@ -151,6 +151,7 @@ def test_a_class_shift_turns_the_champion_drifting_until_acknowledged(
     assert report.status == "fresh"
     assert all(c.state == "ok" for c in report.checks)
     assert events(database, "champion.acknowledged")[0]["cleared"]
+    assert len(events(database, "champion.fresh")) == 1  # the status change after the ack
 
 
 def test_accuracy_decay_on_late_labels_is_decay_not_drift(

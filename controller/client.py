@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from controller.api.schemas import ObservationOut, RolloutOut
+from controller.api.schemas import ObservationOut, RolloutOut, WatchOut, WatchStatusOut
 from controller.metric_sources.queries import PrometheusQueries
 from controller.routers.base import RouterSpec
 from controller.vocabulary import Strategy
@@ -184,3 +184,31 @@ class RolloutClient:
 
     def delete_webhook(self, webhook_id: int) -> None:
         self.connection.delete(f"/v1/webhooks/{webhook_id}")
+
+    # -- champion watch ------------------------------------------------------------------
+
+    def watch(self, name: str, history: int = 0) -> WatchOut:
+        """The champion's status, each check's evidence, and its latest ``history`` blocks."""
+        check_model_name(name)
+        data = self.connection.get(f"/v1/models/{name}/watch", params={"history": history})
+        return WatchOut.model_validate(data)
+
+    def acknowledge(self, name: str) -> WatchOut:
+        """Clears the champion's alarms and re-arms its detectors."""
+        check_model_name(name)
+        return WatchOut.model_validate(self.connection.post(f"/v1/models/{name}/watch/ack"))
+
+    def watch_statuses(self) -> list[WatchStatusOut]:
+        return [WatchStatusOut.model_validate(item) for item in self.connection.get("/v1/watch")]
+
+    def watch_policy(self, name: str) -> dict[str, Any]:
+        check_model_name(name)
+        result: dict[str, Any] = self.connection.get(f"/v1/models/{name}/watch/policy")
+        return result
+
+    def set_watch_policy(self, name: str, **changes: Any) -> dict[str, Any]:
+        """Changes the model's watch policy (``max_data_age="90d"``, ``on_decay="rollback"``
+        …; ``None`` restores a default)."""
+        check_model_name(name)
+        result: dict[str, Any] = self.connection.put(f"/v1/models/{name}/watch/policy", changes)
+        return result

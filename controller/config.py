@@ -73,6 +73,18 @@ class ControllerSettings(Settings):
     gateway_confidence_path: str | None = Field(
         default=None, description="Dotted JSON path to the confidence for non-OIP servers"
     )
+    champion_block_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time block of a champion's statistics outside rollouts (gateway and "
+        "champion watch must agree); the watch's false-alarm bound is per block",
+    )
+    gateway_input_sample_every: int = Field(
+        default=16,
+        ge=1,
+        description="Champion watch: summarise the numeric OIP v2 inputs of one request in this "
+        "many (a bounded sample, so the request path stays cheap)",
+    )
     feedback_ttl_hours: float = Field(default=72.0, gt=0)
     replica_id: str | None = Field(default=None, description="Default: hostname-pid")
 

@@ -1,4 +1,5 @@
-"""A self-contained HTML report of rollouts: weights and every guardrail's evidence over time.
+"""A self-contained HTML report of rollouts (weights and every guardrail's evidence over time)
+and of a champion (each watched statistic over time against its reference).
 
 Inline SVG, no JavaScript and no plotting dependency, so the file opens anywhere and can be
 attached to an incident ticket or a CI run."""
@@ -10,8 +11,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from controller.api.schemas import ObservationOut, RolloutOut
+from controller.api.schemas import ObservationOut, RolloutOut, WatchOut
 from controller.stats import CONTINUE, Evidence
 from controller.stats.evidence import DISPLAY_UNITS, EffectUnit, display_value
 from controller.vocabulary import Arm
@@ -229,8 +231,83 @@ def _section(history: RolloutHistory) -> str:
     return head + table + "".join(f"<div>{c}</div>" for c in charts)
 
 
-def render_html(histories: Sequence[RolloutHistory], title: str = "Shelf rollout report") -> str:
+def _watched_value(check: str, summary: dict[str, Any]) -> float | None:
+    """A judged block's value of ``check`` (``controller.watch.watcher.summarise``)."""
+    value: Any
+    if check == "latency":
+        value = summary.get("latency_p50_s")
+    elif check == "confidence":
+        value = summary.get("mean_confidence")
+    elif check.startswith("class:"):
+        value = (summary.get("classes") or {}).get(check[6:], 0.0)
+    elif check.startswith("input:"):
+        value = (summary.get("inputs") or {}).get(check[6:])
+    else:
+        value = summary.get(check)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def champion_section(watched: WatchOut) -> str:
+    """The champion page: each watched statistic per judged block against what it should be
+    (dashed: the reference or first period; shaded: within tolerance of the reference), and
+    each check's detector statistic against its alarm level."""
+    report, history = watched.report, watched.history
+    colour = {"fresh": "#2f855a", "stale": "#b7791f"}.get(report.status, "#c53030")
+    head = (
+        f"<h2>champion {html.escape(report.model)} v{report.version}</h2>"
+        f"<p><b style='color:{colour}'>{report.status}</b> since "
+        f"{report.since.isoformat(timespec='seconds')}: {html.escape(report.reason)}</p>"
+    )
+    if not history:
+        return head + "<p>No judged blocks yet.</p>"
+    start = _time(history[0].at)
+    span = max(1.0, _time(history[-1].at) - start)
+    charts = []
+    for check in dict.fromkeys(c.check for c in report.checks):
+        checks = [c for c in report.checks if c.check == check]
+        points = [
+            (_time(p.at) - start, v)
+            for p in history
+            if (v := _watched_value(check, p.summary)) is not None
+        ]
+        if not points:
+            continue
+        shown = [v for _, v in points] + [c.expected for c in checks if check != "latency"]
+        low, high = min(shown), max(shown)
+        chart = _Chart(span, low - 0.1 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
+        for c in checks:
+            if check == "latency":
+                continue  # judged as the share above the first period's p90; shown as p50
+            if c.against == "reference" and not check.startswith("input:"):
+                edges = [(0.0, c.expected - c.tolerance), (span, c.expected - c.tolerance)]
+                tops = [(0.0, c.expected + c.tolerance), (span, c.expected + c.tolerance)]
+                chart.band(edges, tops)
+            chart.hline(c.expected, COLOURS["margin"], c.against)
+        chart.line(points, COLOURS[Arm.champion])
+        chart.dots(points, COLOURS[Arm.champion])
+        unit = "median latency (s)" if check == "latency" else "per judged block"
+        charts.append(chart.svg(f"{check}: {', '.join(c.state for c in checks)}", unit))
+        for c in checks:
+            key = f"{c.check}@{c.against}"
+            stats = [
+                (_time(p.at) - start, float(p.summary.get("statistics", {}).get(key, 0.0)))
+                for p in history
+            ]
+            detector = _Chart(span, min(0.0, *(v for _, v in stats)), c.threshold * 1.1)
+            detector.hline(c.threshold, COLOURS["margin"], "alarm")
+            detector.line(stats, COLOURS[Arm.challenger])
+            charts.append(detector.svg(f"{check} vs {c.against}: detector (log e)", "time"))
+    return head + "".join(f"<div>{c}</div>" for c in charts)
+
+
+def render_html(
+    histories: Sequence[RolloutHistory],
+    title: str = "Shelf rollout report",
+    champion: WatchOut | None = None,
+) -> str:
     body = "".join(f"<section>{_section(h)}</section>" for h in histories)
+    if champion is not None:
+        body += f"<section>{champion_section(champion)}</section>"
     style = (
         "body{font-family:system-ui,sans-serif;max-width:760px;margin:2em auto;color:#1a202c}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #e2e8f0;"

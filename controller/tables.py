@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.vocabulary import RolloutState
@@ -58,10 +67,16 @@ class ArmStatsDelta(Base):
     Rows are append-only and keyed by (replica, seq), so a retried flush is never counted twice
     and the reconciler gets cumulative statistics by merging every row of a rollout. The stratum
     is the rollout step (-1 while shadowing) and the time block within it (-1 for the step's
-    warm-up), so the reconciler compares the arms within strata (docs/statistics.md)."""
+    warm-up), so the reconciler compares the arms within strata (docs/statistics.md).
+
+    A champion's statistics outside rollouts have no rollout, step ``CHAMPION_STEP`` and time
+    blocks counted from the epoch; the champion watch consumes them (docs/champion-watch.md)."""
 
     __tablename__ = "arm_stats_deltas"
-    __table_args__ = (UniqueConstraint("replica_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("replica_id", "seq"),
+        Index("ix_arm_stats_deltas_model_id_stratum_step", "model_id", "stratum_step"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     rollout_id: Mapped[int | None] = mapped_column(
@@ -157,3 +172,55 @@ class WebhookDelivery(Base):
     failed: Mapped[bool] = mapped_column(default=False)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WatchPolicy(Base):
+    """A model's champion-watch policy (``controller.watch.policy.WatchPolicySpec`` as JSON):
+    shelf life, bake window, what decay inside it does."""
+
+    __tablename__ = "watch_policies"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    policy: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class ChampionWatch(Base):
+    """What the champion watch knows of a model's champion: its status and since when, each
+    check's evidence, the detectors' state (resumable after a restart) and the first period in
+    production it is compared with. One row per model; a new champion starts a new watch."""
+
+    __tablename__ = "champion_watches"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    previous_version_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    status_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    checks: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    detectors: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    open_blocks: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    next_block: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChampionObservation(Base):
+    """One judged time block of a champion: its statistics and each check's evidence then (the
+    time series of ``shelf watch`` and the report's champion page)."""
+
+    __tablename__ = "champion_observations"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[int] = mapped_column(Integer)
+    block: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -63,3 +63,7 @@ DEFAULT_TIME_BLOCK_S = 600.0
 # The stratum step of a shadow phase, and the block of a step's warm-up (recorded, not judged).
 SHADOW_STEP = -1
 WARMUP_BLOCK = -1
+# The stratum step of a champion's statistics outside any rollout: its time blocks count from
+# the Unix epoch in blocks of ``champion_block_s`` (ControllerSettings), so every replica agrees.
+CHAMPION_STEP = -2
+DEFAULT_CHAMPION_BLOCK_S = 60.0

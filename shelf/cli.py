@@ -44,6 +44,8 @@ def cli(ctx: click.Context, url: str | None, token: str | None, no_progress: boo
     ctx.obj = CLIContext(connect=connect, progress=not no_progress and sys.stderr.isatty())
 
 
+# The controller's commands come after the registry's on purpose: its ``models`` (the
+# registry's listing plus each champion's watch status) takes the place of the registry-only one.
 for command in (
     *registry.commands.values(),
     *controller.commands.values(),

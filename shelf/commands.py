@@ -133,7 +133,9 @@ def db_current() -> None:
 )
 @click.option("--timeout", "timeout_s", default=50.0, show_default=True, help="Per rollout, s")
 def quickstart(home: Path | None, timeout_s: float) -> int:
-    """Run the whole story locally: two canaries, one rolled back, one promoted, plus a report."""
+    """Run the whole story locally: two canaries, one rolled back, one promoted, then the
+    champion watch catching the promoted model's silent decay; plus a report."""
+    from controller.cli.watch_commands import headline
     from shelf.demo.quickstart import run
 
     started = time.monotonic()
@@ -142,16 +144,24 @@ def quickstart(home: Path | None, timeout_s: float) -> int:
     def say(line: str) -> None:
         output.console.print(line, highlight=False, markup=False)
 
-    finished = run(home.expanduser().resolve(), say, timeout_s=timeout_s)
+    outcome = run(home.expanduser().resolve(), say, timeout_s=timeout_s)
     say(f"done in {time.monotonic() - started:.0f}s")
+    finished = outcome.rollouts
     for rollout in finished:
         say(
             f"rollout {rollout.id} ({rollout.model} v{rollout.champion_version} -> "
             f"v{rollout.challenger_version}): {rollout.state}"
         )
+    champion = outcome.champion
+    say(
+        headline(champion)
+        if champion is not None
+        else f"champion {finished[-1].model}: not watched"
+    )
     states = [r.state for r in finished]
     expected = [RolloutState.rolled_back, RolloutState.promoted]
-    return exit_codes.OK if states == expected else exit_codes.ERROR
+    decayed = champion is not None and champion.status == "decayed"
+    return exit_codes.OK if states == expected and decayed else exit_codes.ERROR
 
 
 COMMANDS = [quickstart]

@@ -2,6 +2,6 @@
 
 from fastapi import APIRouter
 
-from controller.api import rollouts, webhooks
+from controller.api import rollouts, watch, webhooks
 
-ROUTERS: tuple[APIRouter, ...] = (rollouts.router, webhooks.router)
+ROUTERS: tuple[APIRouter, ...] = (rollouts.router, webhooks.router, watch.router)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controller.metric_sources.queries import PrometheusQueries
 from controller.routers.base import RouterSpec
 from controller.stats.evidence import Report
+from controller.stats.watch_report import WatchReport
 from controller.vocabulary import DEFAULT_TIME_BLOCK_S, FINAL_STATES, STRATEGIES
 from registry.names import MAX_NUMBER, MODEL_NAME_PATTERN
 
@@ -173,3 +174,39 @@ class WebhookOut(BaseModel):
     created_at: datetime
     created_by: str
     secret: str | None = None
+
+
+class WatchPoint(BaseModel):
+    """One judged time block of the champion (``summary``: requests, error rate, accuracy,
+    class shares, mean confidence, median latency, input means, each check's statistic)."""
+
+    block: int
+    at: datetime
+    status: str
+    summary: dict[str, Any]
+
+
+class WatchOut(BaseModel):
+    report: WatchReport
+    history: list[WatchPoint] = Field(default_factory=list)
+
+
+class WatchStatusOut(BaseModel):
+    model: str
+    version: int
+    status: str
+    since: datetime
+    reason: str
+
+
+class WatchPolicyIn(BaseModel):
+    """Changes to a model's watch policy; ``null`` restores a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_data_age: str | None = None
+    bake_window: str | None = None
+    on_decay: str | None = None
+    baseline: str | None = None
+    false_alarms_per_week: float | None = None
+    tolerances: dict[str, float] | None = None

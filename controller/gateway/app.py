@@ -32,6 +32,7 @@ from controller.gateway.asgi import (
     send_json,
 )
 from controller.gateway.feedback import FeedbackIntake
+from controller.gateway.inputs import input_summaries
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.paths import UnsafePath, split_target
@@ -77,7 +78,9 @@ class GatewayApp:
             on_flush_failure=self.metrics.flush_failures.inc,
             max_pending_arms=settings.gateway_stats_max_pending_arms,
             on_drop=self.metrics.stats_dropped.inc,
+            champion_block_s=settings.champion_block_s,
         )
+        self._input_tick = 0
         self.routes = RoutingTableSource(
             database, settings.gateway_refresh_interval_s, on_change=self._routes_changed
         )
@@ -243,9 +246,13 @@ class GatewayApp:
             confidence: float | None = None
             if result.status:
                 predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
-            self.recorder.arm(stats_key).record_response(
-                result.outcome, result.latency_s, predicted, confidence, unit
-            )
+            stats = self.recorder.arm(stats_key)
+            stats.record_response(result.outcome, result.latency_s, predicted, confidence, unit)
+            if stats_key[0] is None and body:  # the champion outside rollouts: its inputs too
+                self._input_tick += 1
+                if self._input_tick >= self.settings.gateway_input_sample_every:
+                    self._input_tick = 0
+                    stats.record_inputs(input_summaries(body))
         self.metrics.observe_request(
             route.model,
             arm.version_label,

@@ -1,5 +1,6 @@
 """Delayed ground truth: ``POST /v1/feedback`` attributes a label or a reward to the arm that
-answered, by the signed request id alone.
+answered (a rollout's arm, or the champion outside rollouts, for the champion watch), by the
+signed request id alone.
 
 ``{"request_id": …, "label": <class>}`` records whether the label equals the class the arm
 predicted; ``{"request_id": …, "value": <float>}`` records a numeric reward. One
@@ -24,6 +25,7 @@ from controller.gateway.recorder import Recorder
 from controller.gateway.request_id import InvalidRequestId, RequestId, RequestIdSigner
 from controller.tables import FeedbackReceipt, Rollout
 from registry.db.session import Database, database_unavailable
+from registry.db.tables import ModelVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +77,6 @@ class FeedbackIntake:
             return _error(422, "invalid_request_id", str(exc))
         if time.time() - request.issued_at > self._ttl_s:
             return _error(410, "gone", "request id is older than the feedback window")
-        if request.rollout_id is None:
-            return _accepted("the request was not part of a rollout")
         correct: bool | None = None
         if has_label:
             correct = request.label_matches(str(label))
@@ -91,8 +91,8 @@ class FeedbackIntake:
                 raise
             return _error(503, "database_unavailable", "feedback cannot be recorded now; retry")
         if model_id is None:
-            return _accepted("the rollout no longer exists")
-        assert request.rollout_id is not None
+            gone = "rollout" if request.rollout_id is not None else "version"
+            return _accepted(f"the {gone} no longer exists")
         stats = self._recorder.arm((request.rollout_id, model_id, request.version_id, request.arm))
         if correct is not None:
             stats.record_label(correct)
@@ -109,11 +109,19 @@ class FeedbackIntake:
         return FeedbackResult(200, payload)
 
     def _receive(self, request: RequestId) -> int | None:
-        """The rollout's model id after recording the receipt; None if the rollout is gone."""
+        """The model id after recording the receipt; None if the rollout (or, for a champion
+        outside rollouts, the version) is gone."""
         with self._database.session() as session:
-            rollout = session.get(Rollout, request.rollout_id)
-            if rollout is None:
+            if request.rollout_id is None:
+                version = session.get(ModelVersion, request.version_id)
+                model_id = None if version is None else version.model_id
+            else:
+                rollout = session.get(Rollout, request.rollout_id)
+                model_id = None if rollout is None else rollout.model_id
+            if model_id is None:
                 return None
-            session.add(FeedbackReceipt(request_id=request.receipt_key, rollout_id=rollout.id))
+            session.add(
+                FeedbackReceipt(request_id=request.receipt_key, rollout_id=request.rollout_id)
+            )
             session.flush()
-            return rollout.model_id
+            return model_id

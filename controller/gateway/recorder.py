@@ -41,13 +41,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from controller.stats.sufficient import ArmStats
 from controller.strata import Stratum, StratumClock
 from controller.tables import ArmStatsDelta, Rollout
+from controller.vocabulary import CHAMPION_STEP, DEFAULT_CHAMPION_BLOCK_S
 from registry.db.session import Database
+from registry.db.tables import Model
 
 log = logging.getLogger(__name__)
 
-# (rollout id, model id, version id, arm)
-ArmKey = tuple[int, int, int, str]
-# (step, time block)
+# (rollout id, model id, version id, arm); rollout id None: the champion outside rollouts
+ArmKey = tuple[int | None, int, int, str]
 
 
 def default_replica_id() -> str:
@@ -63,6 +64,7 @@ class Recorder:
         on_flush_failure: Callable[[], None] | None = None,
         max_pending_arms: int = 10_000,
         on_drop: Callable[[int], None] | None = None,
+        champion_block_s: float = DEFAULT_CHAMPION_BLOCK_S,
     ) -> None:
         self._database = database
         self.replica_id = replica_id[:64]
@@ -75,6 +77,7 @@ class Recorder:
         self._on_flush_failure = on_flush_failure
         self._max_pending_arms = max_pending_arms
         self._on_drop = on_drop
+        self._champion_block_s = champion_block_s
         self._overflow = ArmStats()  # where observations go once the bound is reached
         self.rows_written = 0
         self.rows_dropped = 0
@@ -83,9 +86,15 @@ class Recorder:
     # -- hot path -------------------------------------------------------------------------
 
     def arm(self, key: ArmKey) -> ArmStats:
-        """The statistics of ``key``'s arm in its rollout's current stratum."""
-        clock = self._clocks.get(key[0])
-        full = (key, clock.at(self._time()) if clock is not None else (0, 0))
+        """The statistics of ``key``'s arm in its rollout's current stratum; outside rollouts,
+        the champion's current time block (``CHAMPION_STEP``, blocks from the epoch)."""
+        rollout_id = key[0]
+        if rollout_id is None:
+            stratum = (CHAMPION_STEP, int(self._time() // self._champion_block_s))
+        else:
+            clock = self._clocks.get(rollout_id)
+            stratum = clock.at(self._time()) if clock is not None else (0, 0)
+        full = (key, stratum)
         stats = self._current.get(full)
         if stats is None:
             if len(self._current) >= self._max_pending_arms:
@@ -168,11 +177,18 @@ class Recorder:
         """Inserts ``rows``, skipping any whose (replica_id, seq) an earlier, ambiguously failed
         attempt already committed; returns how many rows had somewhere to go."""
         with self._database.session() as session:
-            wanted = {row["rollout_id"] for row in rows}
-            existing = set(session.scalars(select(Rollout.id).where(Rollout.id.in_(wanted))))
-            # A deleted rollout's statistics have nowhere to go; keeping them would block
-            # every later flush on the foreign key.
-            rows = [row for row in rows if row["rollout_id"] in existing]
+            wanted = {row["rollout_id"] for row in rows} - {None}
+            rollouts = set(session.scalars(select(Rollout.id).where(Rollout.id.in_(wanted))))
+            owners = {row["model_id"] for row in rows if row["rollout_id"] is None}
+            models = set(session.scalars(select(Model.id).where(Model.id.in_(owners))))
+            # A deleted rollout's (or model's) statistics have nowhere to go; keeping them
+            # would block every later flush on the foreign key.
+            rows = [
+                row
+                for row in rows
+                if row["rollout_id"] in rollouts
+                or (row["rollout_id"] is None and row["model_id"] in models)
+            ]
             if rows:
                 dialect = session.get_bind().dialect.name
                 insert_ = postgresql_insert if dialect == "postgresql" else sqlite_insert

@@ -41,7 +41,7 @@ class RouteArm:
     version_id: int
     version: int
     serving_url: str  # without a trailing slash
-    stats_key: ArmKey | None  # set when the arm belongs to an active rollout
+    stats_key: ArmKey | None  # where its statistics go (rollout None: the champion alone)
     version_label: str  # precomputed for the hot path: metrics label …
     version_header: bytes  # … and X-Shelf-Version
 
@@ -194,7 +194,9 @@ def load_routes(session: Session) -> dict[str, Route]:
         table[name] = Route(
             model=name,
             model_id=model_id,
-            champion=_arm(Arm.champion, version, version_id, None),
+            champion=_arm(
+                Arm.champion, version, version_id, (None, model_id, version_id, Arm.champion)
+            ),
             challenger=None,
             weight_bp=0,
             mirror=False,

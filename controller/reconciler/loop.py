@@ -1,5 +1,6 @@
 """The reconcile loop: for every active rollout, merge what the gateways measured, ask the
-statistics for evidence, and advance, promote or roll back. Only the leader acts."""
+statistics for evidence, and advance, promote or roll back; then watch every champion
+(``controller.watch``). Only the leader acts."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from controller.routers.factory import router_for
 from controller.stats import Report
 from controller.tables import Rollout, RolloutObservation
 from controller.vocabulary import RolloutState
+from controller.watch import service as watch
 from controller.webhooks.outbox import deliver_due
 from registry.db.base import utcnow
 from registry.db.session import Database
@@ -77,6 +79,7 @@ class Reconciler:
             except Exception:
                 log.exception("reconciling rollout %s failed; will retry", rollout_id)
         self.route()
+        watch.look_all(self.database, self.settings, self.clock())
         try:
             with self.database.session() as session:
                 deliver_due(session, self.http, outbound=self.outbound)

@@ -17,6 +17,7 @@ from controller.routers.base import Acknowledgement, DesiredWeights, RouterSpec,
 from controller.stats import Report
 from controller.tables import Rollout
 from controller.vocabulary import ACTIVE_STATES, CHAMPION_ALIAS, RolloutState
+from controller.watch.capture import captured_profile
 from registry.db.base import utcnow
 from registry.db.tables import Alias, Model, ModelVersion
 from registry.errors import Conflict, InvalidInput, NotFound
@@ -170,12 +171,27 @@ def promote(
     evidence: Report | None = None,
     rollout: Rollout | None = None,
 ) -> Rollout:
-    """The challenger becomes champion: the alias moves and the rollout ends, in one commit."""
+    """The challenger becomes champion: the alias moves and the rollout ends, in one commit.
+    A challenger registered without a reference profile gets one captured from its rollout
+    statistics, for the champion watch."""
     if rollout is None:
         _, rollout = require_active(session, name)
     challenger = session.get(ModelVersion, rollout.challenger_version_id)
     assert challenger is not None
     why = reason or f"promoted by {actor}"
+    if challenger.reference_profile is None:
+        captured = captured_profile(rollout.observed)
+        if captured is not None:
+            challenger.reference_profile = captured
+            audit.record(
+                session,
+                "version.profile_captured",
+                actor,
+                challenger.model,
+                version=challenger.version,
+                rollout_id=rollout.id,
+                samples=captured["samples"],
+            )
     aliases.set_alias(
         session,
         name,

@@ -73,6 +73,18 @@ def _add_units(a: list[float] | None, b: list[float] | None) -> list[float] | No
     return [x + y for x, y in zip(a, b, strict=True)]
 
 
+InputSums = dict[str, list[float]]
+
+
+def _add_inputs(a: Mapping[str, list[float]], b: Mapping[str, list[float]]) -> InputSums:
+    merged = {name: list(sums) for name, sums in a.items()}
+    for name, sums in b.items():
+        have = merged.get(name)
+        pairs = zip(have or [0.0] * len(sums), sums, strict=True)
+        merged[name] = [x + y for x, y in pairs]
+    return merged
+
+
 def _units_json(units: list[float] | None) -> dict[str, list[float]]:
     if units is None:
         return {}
@@ -126,6 +138,8 @@ class ArmStats:
     - Delayed ground truth: ``labels``/``correct`` for a binary correctness label,
       ``rewards``/``reward_sum``/``reward_sumsq`` for a numeric outcome.
     - Shadow mode: ``compared``/``agreed`` between this arm's prediction and the champion's.
+    - ``inputs``: per numeric input name, ``[n, sum, sum of squares]`` of its values on a
+      bounded sample of requests (the champion watch's input drift checks).
     - ``units``: for requests routed by key, per key bucket (0..UNIT_BUCKETS-1) the sums named
       in ``UNIT_FIELDS``, flat (bucket-major; ``None`` until a keyed request arrives);
       requests without a key are in the totals only, each its own unit.
@@ -150,6 +164,7 @@ class ArmStats:
     compared: int = 0
     agreed: int = 0
     units: list[float] | None = None
+    inputs: dict[str, list[float]] = field(default_factory=dict)
 
     # -- recording (the gateway's hot path: no allocation beyond dict growth) -------------
 
@@ -219,6 +234,16 @@ class ArmStats:
         self.reward_sum += value
         self.reward_sumsq += value * value
 
+    def record_inputs(self, summaries: Mapping[str, tuple[float, float, float]]) -> None:
+        """Add one request's input summaries (name -> (n, sum, sum of squares))."""
+        for name, (n, total, sumsq) in summaries.items():
+            sums = self.inputs.get(name)
+            if sums is None:
+                sums = self.inputs[name] = [0.0, 0.0, 0.0]
+            sums[0] += n
+            sums[1] += total
+            sums[2] += sumsq
+
     def record_agreement(self, agreed: bool) -> None:
         self.compared += 1
         self.agreed += int(agreed)
@@ -247,6 +272,7 @@ class ArmStats:
             compared=self.compared + other.compared,
             agreed=self.agreed + other.agreed,
             units=_add_units(self.units, other.units),
+            inputs=_add_inputs(self.inputs, other.inputs),
         )
 
     @classmethod
@@ -283,6 +309,7 @@ class ArmStats:
             "compared": self.compared,
             "agreed": self.agreed,
             "units": _units_json(self.units),
+            **({"inputs": {k: list(v) for k, v in self.inputs.items()}} if self.inputs else {}),
         }
 
     @classmethod
@@ -307,6 +334,7 @@ class ArmStats:
             compared=int(data.get("compared", 0)),
             agreed=int(data.get("agreed", 0)),
             units=_units(data.get("units", {})),
+            inputs={str(k): [float(x) for x in v][:3] for k, v in data.get("inputs", {}).items()},
         )
 
     # -- summaries -------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from registry.db.tables import Alias, AuditEvent, Model, ModelVersion, VersionFile
+from registry.errors import InvalidInput
 from registry.json_depth import value_depth
 from registry.names import FILE_PATH_PATTERN, MAX_NUMBER, TAG_KEY_PATTERN
+from registry.profiles import parse_profile
 
 log = logging.getLogger("shelf.api")
 
@@ -61,6 +63,16 @@ class VersionCreate(Strict):
     data_window_end: datetime | None = None
     serving_url: str | None = Field(default=None, max_length=2048)
     reference_profile: dict[str, Any] | None = None
+
+    @field_validator("reference_profile", mode="after")
+    @classmethod
+    def _profile_is_readable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        try:
+            return parse_profile(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("data_window_start", "data_window_end", mode="before")
     @classmethod

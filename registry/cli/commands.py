@@ -14,10 +14,12 @@ from registry.cli import output
 from registry.cli.context import connection_of, progress_of
 from registry.cli.durations import parse_duration
 from registry.cli.output import human_size, print_json, short_time, table
+from registry.cli.profile_commands import profile
 from registry.client.mlflow import MlflowSource
 from registry.client.registry import RegistryClient
 from registry.errors import InvalidInput
 from registry.names import Reference
+from registry.profiles import parse_profile
 
 
 def client_of(ctx: click.Context) -> RegistryClient:
@@ -76,7 +78,7 @@ def _version_rows(items: list[dict[str, Any]]) -> list[list[Any]]:
     "--profile",
     "profile_path",
     type=click.Path(exists=True, path_type=Path),
-    help="JSON reference profile (class frequencies, confidence histogram)",
+    help="Reference profile JSON (docs/champion-watch.md; built by `shelf profile build`)",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON")
 @click.pass_context
@@ -100,7 +102,7 @@ def register(
     profile = None
     if profile_path is not None:
         try:
-            profile = json.loads(profile_path.read_text())
+            profile = parse_profile(json.loads(profile_path.read_text()))
         except ValueError as exc:
             raise InvalidInput(f"{profile_path}: not valid JSON ({exc})") from None
     version = client_of(ctx).register(
@@ -485,6 +487,18 @@ def gc(ctx: click.Context, apply: bool, grace: str | None, as_json: bool) -> Non
 
 registry = click.Group(
     "registry",
-    commands=[register, versions, show, download, update, alias, history, models, import_group, gc],
+    commands=[
+        register,
+        versions,
+        show,
+        download,
+        update,
+        alias,
+        history,
+        models,
+        import_group,
+        gc,
+        profile,
+    ],
     help="The registry's commands.",
 )

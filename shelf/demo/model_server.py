@@ -11,7 +11,9 @@ requests get a 500. Latency is ``latency_ms`` times a log-normal factor of sprea
 ``latency_jitter``.
 
 Endpoints: ``POST /v2/models/{name}/infer``, ``GET /v2/health/ready``, ``GET /v2/health/live``,
-``GET /v2/models/{name}``, ``POST /predict`` (a non-OIP shape:
+``GET /v2/models/{name}``, ``POST /dials`` (turn the dials of a running server: a JSON object
+of ``error_rate``, ``latency_ms``, ``class_bias``, ``accuracy``; the drifting champion of the
+quickstart's third act), ``POST /predict`` (a non-OIP shape:
 ``{"prediction": {"label": …, "score": …}}``), ``/echo/…`` (returns what it received) and
 ``GET /metrics``: Prometheus counters ``model_requests_total{version, code}`` and the histogram
 ``model_request_duration_seconds{version}`` of the inference requests it served, as a model
@@ -68,6 +70,7 @@ class ServerConfig:
     seed: int | None = None
 
 
+DIALS = frozenset({"error_rate", "latency_ms", "class_bias", "accuracy"})
 DURATION_BUCKETS = (
     0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
     2.5,
@@ -121,6 +124,20 @@ class ModelServer:
         top = 0.4 + 0.55 * rng.random()
         rest = (1.0 - top) / (len(CLASSES) - 1)
         return predicted, [top if k == predicted else rest for k in CLASSES]
+
+    def turn_dials(self, body: bytes) -> tuple[int, Any]:
+        try:
+            dials = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return 400, {"error": "body is not JSON"}
+        if not isinstance(dials, dict) or not set(dials) <= DIALS:
+            return 400, {"error": f"an object of {', '.join(sorted(DIALS))}"}
+        for name, value in dials.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                return 400, {"error": f"{name} must be a non-negative number"}
+        for name, value in dials.items():
+            setattr(self.config, name, float(value))
+        return 200, {name: getattr(self.config, name) for name in sorted(DIALS)}
 
     async def delay(self) -> None:
         c = self.config
@@ -187,6 +204,8 @@ class ModelServer:
             }
         if path in ("/v2/health/ready", "/v2/health/live"):
             return 200, {"ready": True, "live": True}
+        if path == "/dials" and method == "POST":
+            return self.turn_dials(body)
         parts = path.strip("/").split("/")
         is_infer = len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer"
         if method == "GET" and len(parts) == 3 and parts[:2] == ["v2", "models"]:

@@ -3,7 +3,9 @@
 Starts `shelf server` (SQLite + a local artifact folder) and three example model servers,
 registers them as versions of one model, sends synthetic traffic with delayed labels through
 the gateway, and runs two canaries: a worse challenger that the guardrails roll back on their
-own, then a good one they promote. Writes an HTML report of both and prints its path."""
+own, then a good one they promote. Third act: the promoted champion's accuracy silently decays
+(no errors, no slowdown), and the champion watch sees it against the reference profile captured
+in its rollout. Writes an HTML report and prints its path."""
 
 from __future__ import annotations
 
@@ -13,9 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from controller.api.schemas import RolloutOut
+from controller.cli.watch_commands import headline
 from controller.report import RolloutHistory, render_html
-from controller.vocabulary import Arm
+from controller.stats.watch_report import WatchReport
+from controller.vocabulary import Arm, RolloutState
+from registry.errors import NotFound
 from shelf.client import Client
 from shelf.demo.processes import Process, start_model_server, start_shelf_server
 from shelf.demo.traffic import Traffic
@@ -105,8 +112,50 @@ def _progress(r: RolloutOut) -> str:
     )
 
 
-def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list[RolloutOut]:
-    """The story; returns the two finished rollouts. ``home`` is a fresh SHELF_HOME."""
+DRIFTED_ACCURACY = 0.6
+
+
+def watch_decay(
+    client: Client, server_url: str, say: Callable[[str], None], timeout_s: float
+) -> WatchReport | None:
+    """Act three: the champion's accuracy drifts; the champion watch reports it decayed."""
+    deadline = time.monotonic() + timeout_s
+    report = _first_look(client, deadline)
+    if report is None:
+        return None
+    say(f"{headline(report)} — watched against the reference profile captured in its rollout")
+    httpx.post(
+        f"{server_url}/dials", json={"accuracy": DRIFTED_ACCURACY}, timeout=5
+    ).raise_for_status()
+    drift = f"{DRIFTED_ACCURACY:.0%} (no errors, no slowdown)"
+    say(f"v{report.version}'s accuracy silently drifts to {drift}")
+    while time.monotonic() < deadline:
+        report = client.watch(MODEL).report
+        if report.status == "decayed":
+            say(f"  {headline(report)}: {report.reason}")
+            return report
+        time.sleep(0.5)
+    return report
+
+
+def _first_look(client: Client, deadline: float) -> WatchReport | None:
+    while time.monotonic() < deadline:
+        try:
+            return client.watch(MODEL).report
+        except NotFound:  # the watch has not looked at the new champion yet
+            time.sleep(0.25)
+    return None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    rollouts: list[RolloutOut]
+    champion: WatchReport | None
+
+
+def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> Outcome:
+    """The story; returns the two finished rollouts and the champion's watch report at the
+    end. ``home`` is a fresh SHELF_HOME."""
     home.mkdir(parents=True, exist_ok=True)
     processes: list[Process] = []
     try:
@@ -116,6 +165,7 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list
             {
                 "SHELF_RECONCILER_INTERVAL_S": "0.5",
                 "SHELF_GATEWAY_FLUSH_INTERVAL_S": "0.5",
+                "SHELF_CHAMPION_BLOCK_S": "1",
             },
         )
         processes.append(server)
@@ -136,16 +186,20 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> list
         client.set_alias(MODEL, Arm.champion, 1)
         say(f"{MODEL}@champion -> v1; live traffic through the gateway at {gateway}")
         finished = []
+        champion = None
         with Traffic(gateway, MODEL, concurrency=8, label_fraction=0.5, label_delay_s=0.5):
             time.sleep(1.0)
             for challenger in (2, 3):
                 finished.append(run_rollout(client, challenger, say, timeout_s))
+            if finished[-1].state == RolloutState.promoted:
+                champion = watch_decay(client, processes[3].url, say, timeout_s=20.0)
         histories = [RolloutHistory(r, client.observations(r.id)) for r in finished]
         report = home / "report.html"
-        report.write_text(render_html(histories, title="Shelf quickstart"))
+        watched = client.watch(MODEL, history=600) if champion is not None else None
+        report.write_text(render_html(histories, title="Shelf quickstart", champion=watched))
         say(f"report: {report}")
         client.close()
-        return finished
+        return Outcome(finished, champion)
     finally:
         for process in reversed(processes):
             process.stop()

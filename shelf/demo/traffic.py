@@ -96,14 +96,18 @@ class Traffic:
             workers = [
                 asyncio.create_task(self._worker(client, feedback)) for _ in range(self.concurrency)
             ]
-            sender = asyncio.create_task(self._send_feedback(client, feedback))
+            # Several senders, so labels keep up with the traffic instead of queueing behind it.
+            senders = [
+                asyncio.create_task(self._send_feedback(client, feedback))
+                for _ in range(max(1, self.concurrency // 2))
+            ]
             while not self._stop.is_set():
                 await asyncio.sleep(0.05)
             # Let requests in flight finish, so every request the gateway answered is counted.
             await asyncio.wait(workers, timeout=35)
-            for task in [*workers, sender]:
+            for task in [*workers, *senders]:
                 task.cancel()
-            await asyncio.gather(*workers, sender, return_exceptions=True)
+            await asyncio.gather(*workers, *senders, return_exceptions=True)
 
     async def _worker(
         self, client: httpx.AsyncClient, feedback: asyncio.Queue[tuple[float, str, str]]

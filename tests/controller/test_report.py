@@ -60,3 +60,47 @@ def test_a_rollout_decided_at_its_first_look_still_shows_its_points() -> None:
     # The effect (+7 pp) is on the chart, not clipped to a few margins: the axis covers it.
     labels = [float(v) for v in re.findall(r'font-size="10">([\d.e+-]+)</text>', html)]
     assert max(labels) >= 7.0
+
+
+def test_the_champion_page_charts_each_statistic_against_its_reference() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from controller.api.schemas import WatchOut, WatchPoint
+    from controller.report import render_html
+    from controller.stats.watch_report import WatchCheck, WatchReport
+
+    start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+    def check(name: str, expected: float, state: str) -> WatchCheck:
+        return WatchCheck(
+            check=name, against="reference", effect="decay" if name == "accuracy" else "drift",
+            state=state, since=start, statistic=3.0, threshold=28.0, e_value=20.0,
+            expected=expected, tolerance=0.02, observed=0.8, n=500, alarms=int(state == "alarm"),
+        )  # fmt: skip
+
+    report = WatchReport(
+        model="fraud", version=3, status="decayed", since=start, reason="accuracy fell",
+        checks=(check("accuracy", 0.95, "alarm"), check("class:1", 0.33, "ok")),
+        started_at=start, baseline_until=None, bake_until=None, stale_at=None,
+        on_decay="alert", block_s=1.0, false_alarms_per_week=0.01, updated_at=start,
+    )  # fmt: skip
+    history = [
+        WatchPoint(
+            block=i,
+            at=start + timedelta(seconds=i),
+            status="fresh",
+            summary={
+                "accuracy": 0.95 if i < 5 else 0.6,
+                "classes": {"1": 0.33},
+                "statistics": {"accuracy@reference": float(i * 3)},
+            },
+        )
+        for i in range(10)
+    ]
+    page = render_html([], title="t", champion=WatchOut(report=report, history=history))
+    assert "champion fraud v3" in page and "decayed" in page
+    assert "accuracy: alarm" in page and "class:1: ok" in page
+    assert "accuracy vs reference: detector (log e)" in page
+    assert page.count("<svg") == 4  # a value chart and a detector chart per check
+    empty = render_html([], champion=WatchOut(report=report, history=[]))
+    assert "No judged blocks yet" in empty

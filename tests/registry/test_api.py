@@ -234,3 +234,16 @@ def test_digest_last_upload_is_verified_and_atomic(api: TestClient) -> None:
     assert [r.status_code for r in rejected] == [422] * 5, [r.text for r in rejected]
     assert all(r.json()["message"] for r in rejected)
     assert blob_count(api) == 1
+
+
+def test_reference_profile_is_validated_at_registration(api: TestClient) -> None:
+    digest = upload(api, b"weights")
+    files = [{"path": "m.bin", "size": 7, "digest": digest}]
+    bad = {"samples": 10, "class_frequencies": {"a": 0.9}}
+    response = api.post("/v1/models/prof/versions", json={"files": files, "reference_profile": bad})
+    assert response.status_code == 422
+    assert "sum to 1" in response.text
+    good = {"samples": 10, "class_frequencies": {"a": 0.9, "b": 0.1}, "accuracy": 0.8}
+    version = register(api, "prof", {"m.bin": b"weights"}, reference_profile=good)
+    assert version["reference_profile"]["format"] == "shelf.reference_profile/1"
+    assert version["reference_profile"]["accuracy"] == 0.8

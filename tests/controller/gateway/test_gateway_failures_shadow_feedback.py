@@ -191,10 +191,16 @@ def test_feedback_lands_in_the_arm_that_answered(
                 old = signer.issue(rollout_id, champion, 0, "1", int(time.time()) - 7200)
                 expired = client.post("/v1/feedback", json={"request_id": old, "label": "1"})
                 assert expired.status_code == 410
+                # Outside rollouts the champion watch takes the label (not the rollout's arms);
+                # a request id of a version that no longer exists is accepted, not attributed.
                 outside = signer.issue(None, champion, 0, "1", int(time.time()))
                 accepted = client.post("/v1/feedback", json={"request_id": outside, "value": 1})
-                assert accepted.status_code == 202
-                assert accepted.json()["attributed"] is False
+                assert accepted.status_code == 200
+                assert accepted.json()["rollout_id"] is None
+                gone = signer.issue(None, 999_999, 0, "1", int(time.time()))
+                ignored = client.post("/v1/feedback", json={"request_id": gone, "value": 1})
+                assert ignored.status_code == 202
+                assert ignored.json()["attributed"] is False
             rewards = n // 4
             totals = wait_for_totals(
                 database,

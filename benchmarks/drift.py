@@ -1,0 +1,335 @@
+"""The champion watch on simulated streams: false alarms, detection rate and delay.
+
+A champion serves ``RATE`` requests per one-minute block: five predicted classes, a confidence
+histogram, 0.5 % errors, 16 numeric inputs (summarised on one request in 16, as the gateway
+samples them), and labels for 80 % of requests, half of them late (1 to 10 blocks), a fifth
+never arriving. Its reference profile is built from 20,000 held-out rows of the same
+distribution. Scenarios:
+
+- ``a_no_change``: nothing changes; false alarms per million requests;
+- ``b_class_share``: one class's share grows by 3 points;
+- ``c_accuracy``: accuracy falls from 90 % to 85 % (labels late or missing as above);
+- ``d_input_shift``: the mean of one input of 16 shifts by 0.2 standard deviations.
+
+Methods on the same data:
+
+- ``shelf``: the watch's detectors (``controller.stats.drift``: CUSUM of betting e-values
+  against the reference, threshold for at most ``ALPHA_WEEK`` probability of any false alarm a
+  week over every check), judged block by block;
+- ``naive``: what drift tools do by default: every window of ``WINDOW`` blocks, a fixed test
+  per check at 0.05 (chi-square for classes and confidence, a z-test for accuracy and error
+  rate, two-sample Kolmogorov-Smirnov per input against the held-out sample); ``naive_any``
+  alarms when any test does, ``naive_check`` counts only the test of the changed quantity.
+
+Per scenario and method: false alarms per million requests before the change, detection rate
+within ``HORIZON`` blocks after it, and the median delay (requests from the change to the
+alarm). The stated bound for ``shelf`` is ``(1e6 / RATE) / A`` false alarms per million
+requests with ``A = blocks per week / ALPHA_WEEK``.
+
+    python benchmarks/drift.py [--quick] [--json] [--reps N] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from controller.stats.drift import (
+    SECONDS_PER_WEEK,
+    Target,
+    cusum_step,
+    log_evalues,
+    log_threshold,
+    observe,
+)
+from controller.stats.drift_targets import MAX_DETECTORS, Tolerances, reference_targets
+from controller.stats.sufficient import CONFIDENCE_BUCKETS, ArmStats
+
+RATE = 2000  # requests per block
+BLOCK_S = 60.0
+ALPHA_WEEK = 0.01
+INPUTS = 16
+SAMPLE_EVERY = 16
+WINDOW = 5  # naive window, in blocks (10,000 requests)
+HELD_OUT = 20_000
+LABELLED, LATE_SHARE, MAX_LATE = 0.8, 0.5, 10
+CLASSES = np.array([0.40, 0.25, 0.15, 0.12, 0.08])
+NAIVE_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class World:
+    """The champion's traffic at one time."""
+
+    classes: np.ndarray = field(default_factory=lambda: CLASSES)
+    accuracy: float = 0.90
+    error_rate: float = 0.005
+    input_means: np.ndarray = field(default_factory=lambda: np.zeros(INPUTS))
+
+
+def confidence_bins(rng: np.random.Generator, n: int) -> np.ndarray:
+    values = rng.beta(6.0, 2.0, n)
+    return np.bincount(np.minimum((values * CONFIDENCE_BUCKETS).astype(int), 19), minlength=20)
+
+
+def reference(rng: np.random.Generator, world: World) -> tuple[dict[str, Any], np.ndarray]:
+    """A held-out profile (and the held-out inputs, for the naive KS tests)."""
+    n = HELD_OUT
+    classes = rng.multinomial(n, world.classes)
+    confidence = confidence_bins(rng, n)
+    inputs = rng.normal(world.input_means, 1.0, size=(n, INPUTS))
+    profile = {
+        "samples": n,
+        "class_frequencies": {str(i): c / n for i, c in enumerate(classes)},
+        "confidence_histogram": list(confidence / n),
+        "accuracy": rng.binomial(n, world.accuracy) / n,
+        "labels": n,
+        "error_rate": rng.binomial(n, world.error_rate) / n,
+        "inputs": {
+            f"x{i}": {"n": n, "mean": float(inputs[:, i].mean()), "std": float(inputs[:, i].std())}
+            for i in range(INPUTS)
+        },
+    }
+    return profile, inputs
+
+
+@dataclass
+class Block:
+    stats: ArmStats
+    inputs: np.ndarray  # the sampled raw inputs (for the naive KS tests)
+
+
+class Stream:
+    """Blocks of traffic with late and missing labels."""
+
+    def __init__(self, rng: np.random.Generator, blocks: int) -> None:
+        self.rng = rng
+        self.late_labels = np.zeros(blocks + MAX_LATE + 1)
+        self.late_correct = np.zeros(blocks + MAX_LATE + 1)
+
+    def block(self, index: int, world: World) -> Block:
+        rng = self.rng
+        stats = ArmStats()
+        errors = int(rng.binomial(RATE, world.error_rate))
+        answered = RATE - errors
+        stats.requests, stats.errors = RATE, errors
+        counts = rng.multinomial(answered, world.classes)
+        stats.predicted = {str(i): int(c) for i, c in enumerate(counts)}
+        stats.confidence_counts = [int(c) for c in confidence_bins(rng, answered)]
+        labelled = int(rng.binomial(answered, LABELLED))
+        correct = int(rng.binomial(labelled, world.accuracy))
+        late = int(rng.binomial(labelled, LATE_SHARE))
+        late_correct = int(rng.hypergeometric(correct, labelled - correct, late)) if late else 0
+        delays = rng.integers(1, MAX_LATE + 1, size=late)
+        for delay in np.unique(delays):
+            share = int((delays == delay).sum())
+            self.late_labels[index + delay] += share
+            self.late_correct[index + delay] += late_correct * share / late
+        stats.labels = labelled - late + int(self.late_labels[index])
+        stats.correct = correct - late_correct + round(self.late_correct[index])
+        sampled = rng.normal(world.input_means, 1.0, size=(RATE // SAMPLE_EVERY, INPUTS))
+        stats.inputs = {
+            f"x{i}": [
+                float(len(sampled)),
+                float(sampled[:, i].sum()),
+                float((sampled[:, i] ** 2).sum()),
+            ]
+            for i in range(INPUTS)
+        }
+        return Block(stats, sampled)
+
+
+class ShelfWatch:
+    def __init__(self, profile: dict[str, Any]) -> None:
+        self.targets: list[Target] = reference_targets(profile, Tolerances())
+        self.threshold = log_threshold(MAX_DETECTORS, BLOCK_S, ALPHA_WEEK)
+        self.w = {t.key: [0.0] * t.width for t in self.targets}
+
+    def look(self, block: Block) -> set[str]:
+        alarms = set()
+        for target in self.targets:
+            observation = observe(target, block.stats)
+            if observation is None:
+                continue
+            w = cusum_step(self.w[target.key], log_evalues(target, observation))
+            if max(w) >= self.threshold:
+                alarms.add(target.check)
+                w = [0.0] * len(w)  # re-armed
+            self.w[target.key] = w
+        return alarms
+
+
+class NaiveWindows:
+    """A fixed test per check on each window of ``WINDOW`` blocks, at ``NAIVE_ALPHA``."""
+
+    def __init__(self, profile: dict[str, Any], held_out_inputs: np.ndarray) -> None:
+        self.profile = profile
+        self.held_out = held_out_inputs
+        self.window: list[Block] = []
+
+    def look(self, block: Block) -> set[str] | None:
+        """The checks whose test rejects at the end of a window; None mid-window."""
+        self.window.append(block)
+        if len(self.window) < WINDOW:
+            return None
+        total = ArmStats.merge_all([b.stats for b in self.window])
+        inputs = np.concatenate([b.inputs for b in self.window])
+        self.window = []
+        p = self.profile
+        alarms = set()
+        counts = np.array([total.predicted.get(str(i), 0) for i in range(len(CLASSES))])
+        expected = np.array([p["class_frequencies"][str(i)] for i in range(len(CLASSES))])
+        if scipy_stats.chisquare(counts, expected * counts.sum()).pvalue < NAIVE_ALPHA:
+            alarms.add("class")
+        histogram = np.array(total.confidence_counts, dtype=float)
+        reference_bins = np.array(p["confidence_histogram"]) * histogram.sum()
+        keep = reference_bins >= 5
+        if keep.sum() >= 2:
+            observed, wanted = histogram[keep], reference_bins[keep]
+            wanted *= observed.sum() / wanted.sum()
+            if scipy_stats.chisquare(observed, wanted).pvalue < NAIVE_ALPHA:
+                alarms.add("confidence")
+        if total.labels:
+            rate = total.correct / total.labels
+            se = math.sqrt(p["accuracy"] * (1 - p["accuracy"]) / total.labels)
+            if abs(rate - p["accuracy"]) / se > scipy_stats.norm.ppf(1 - NAIVE_ALPHA / 2):
+                alarms.add("accuracy")
+        se = math.sqrt(max(p["error_rate"] * (1 - p["error_rate"]), 1e-6) / total.requests)
+        if (total.error_rate - p["error_rate"]) / se > scipy_stats.norm.ppf(1 - NAIVE_ALPHA):
+            alarms.add("error_rate")
+        for i in range(INPUTS):
+            if scipy_stats.ks_2samp(inputs[:, i], self.held_out[:, i]).pvalue < NAIVE_ALPHA:
+                alarms.add(f"input:x{i}")
+        return alarms
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    changed: World | None
+    check: str  # the check that should see the change (for naive_check)
+
+
+def scenarios() -> list[Scenario]:
+    shifted_classes = CLASSES.copy()
+    shifted_classes[1] += 0.03
+    shifted_classes[0] -= 0.03
+    shifted_input = np.zeros(INPUTS)
+    shifted_input[3] = 0.2
+    return [
+        Scenario("a_no_change", None, ""),
+        Scenario("b_class_share", World(classes=shifted_classes), "class"),
+        Scenario("c_accuracy", World(accuracy=0.85), "accuracy"),
+        Scenario("d_input_shift", World(input_means=shifted_input), "input:x3"),
+    ]
+
+
+def relevant(check: str, alarm: str) -> bool:
+    return alarm == check or alarm.startswith(f"{check}:")
+
+
+def run(
+    scenario: Scenario, reps: int, blocks: int, change_at: int, seed: int
+) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    results: dict[str, dict[str, list[float]]] = {
+        m: {"false": [], "delay": [], "detected": []} for m in ("shelf", "naive_any", "naive_check")
+    }
+    pre_requests = 0
+    for _ in range(reps):
+        base = World()
+        profile, held_out = reference(rng, base)
+        stream = Stream(rng, blocks)
+        shelf, naive = ShelfWatch(profile), NaiveWindows(profile, held_out)
+        first: dict[str, int | None] = dict.fromkeys(results)
+        false_alarms = dict.fromkeys(results, 0)
+        horizon = blocks if scenario.changed is None else change_at
+        for index in range(blocks):
+            changed = scenario.changed is not None and index >= change_at
+            block = stream.block(index, scenario.changed if changed and scenario.changed else base)
+            seen = {"shelf": shelf.look(block)}
+            naive_alarms = naive.look(block)
+            if naive_alarms is not None:
+                seen["naive_any"] = naive_alarms
+                seen["naive_check"] = {a for a in naive_alarms if relevant(scenario.check, a)}
+            for method, alarms in seen.items():
+                if not alarms:
+                    continue
+                if index < horizon:
+                    false_alarms[method] += 1
+                elif first[method] is None and (
+                    method != "shelf" or any(relevant(scenario.check, a) for a in alarms)
+                ):
+                    first[method] = index
+        pre_requests += horizon * RATE
+        for method, result in results.items():
+            result["false"].append(false_alarms[method])
+            if scenario.changed is not None:
+                hit = first[method]
+                result["detected"].append(hit is not None)
+                if hit is not None:
+                    result["delay"].append((hit - change_at + 1) * RATE)
+    rows = []
+    bound = (1e6 / RATE) / (SECONDS_PER_WEEK / BLOCK_S / ALPHA_WEEK)
+    for method, result in results.items():
+        if method == "naive_check" and scenario.changed is None:
+            continue  # no changed quantity to test
+        row: dict[str, Any] = {
+            "scenario": scenario.name,
+            "method": method,
+            "reps": reps,
+            "false_alarms_per_million": sum(result["false"]) / pre_requests * 1e6,
+        }
+        if method == "shelf":
+            row["stated_bound_per_million"] = bound
+        if scenario.changed is not None:
+            row["detection_rate"] = float(np.mean(result["detected"]))
+            row["median_delay_requests"] = (
+                float(np.median(result["delay"])) if result["delay"] else None
+            )
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer replications (< 2 min)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=20261128)
+    args = parser.parse_args()
+    reps = args.reps or (10 if args.quick else 50)
+    blocks, change_at = (300, 50) if args.quick else (600, 100)
+    started = time.monotonic()
+    for number, scenario in enumerate(scenarios()):
+        for row in run(scenario, reps, blocks, change_at, args.seed + number):
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                delay = row.get("median_delay_requests")
+                detail = (
+                    ""
+                    if "detection_rate" not in row
+                    else f"  detected {row['detection_rate']:.2f}  median delay "
+                    f"{'-' if delay is None else f'{delay:,.0f}'} requests"
+                )
+                bound = row.get("stated_bound_per_million")
+                stated = "" if bound is None else f" (bound {bound:.2g})"
+                print(
+                    f"{row['scenario']:<14} {row['method']:<12} false alarms/M "
+                    f"{row['false_alarms_per_million']:.3g}{stated}{detail}",
+                    flush=True,
+                )
+    if not args.json:
+        print(f"({time.monotonic() - started:.0f}s; {RATE} requests per {BLOCK_S:g}s block)")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ from controller.watch import service
 from controller.watch.policy import policy_of, set_policy
 from controller.watch.watcher import acknowledge
 from registry.api.deps import AppContext, caller, context, requires
+from registry.api.params import ModelName
 from registry.auth import Principal
 from registry.config import Role
 from registry.db.base import utcnow
@@ -35,7 +36,7 @@ def _watch_out(ctx: AppContext, name: str, limit: int) -> WatchOut:
 
 @router.get("/models/{name}/watch", response_model=WatchOut)
 def watch(
-    name: str,
+    name: ModelName,
     history: int = Query(default=0, ge=0, le=10_000, description="Latest judged blocks"),
     ctx: AppContext = Depends(context),
     _: Principal = Depends(caller),
@@ -45,7 +46,9 @@ def watch(
 
 @router.post("/models/{name}/watch/ack", response_model=WatchOut)
 def ack(
-    name: str, ctx: AppContext = Depends(context), who: Principal = Depends(requires(Role.deploy))
+    name: ModelName,
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.deploy)),
 ) -> WatchOut:
     """Clears the champion's alarms and re-arms its detectors (audited)."""
     with ctx.database.session() as session:
@@ -55,7 +58,7 @@ def ack(
 
 @router.get("/models/{name}/watch/policy")
 def policy(
-    name: str, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
+    name: ModelName, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
 ) -> dict[str, Any]:
     with ctx.database.session() as session:
         return policy_of(session, get_model(session, name)).model_dump()
@@ -63,7 +66,7 @@ def policy(
 
 @router.put("/models/{name}/watch/policy")
 def put_policy(
-    name: str,
+    name: ModelName,
     body: WatchPolicyIn,
     ctx: AppContext = Depends(context),
     who: Principal = Depends(requires(Role.deploy)),

@@ -25,6 +25,9 @@ TOKEN = "admin-token-0123456789"
 MB = 1024 * 1024
 
 
+PROFILE = {"samples": 100, "class_frequencies": {"0": 1.0}}  # a valid, shallow profile
+
+
 def _nested(depth: int) -> dict[str, Any]:
     value: dict[str, Any] = {"leaf": 1}
     for _ in range(depth - 1):
@@ -178,10 +181,11 @@ def test_deeply_nested_json_is_refused_at_the_edge(api: TestClient) -> None:
     shallow = api.post(
         "/v1/models/fraud/versions", json={"files": files, "reference_profile": _nested(20)}
     )
-    assert shallow.status_code == 201, shallow.text
+    # Within the depth limit: refused only for what it says (not a profile), not for its depth.
+    assert shallow.status_code == 422 and "SHELF_MAX_JSON_DEPTH" not in shallow.text
     text = api.post(
         "/v1/models/fraud/versions",
-        json={"files": files, "description": "[[[[{{{{" * 100, "reference_profile": _nested(5)},
+        json={"files": files, "description": "[[[[{{{{" * 100, "reference_profile": PROFILE},
     )
     assert text.status_code == 201, text.text  # brackets inside strings do not count
 
@@ -189,7 +193,7 @@ def test_deeply_nested_json_is_refused_at_the_edge(api: TestClient) -> None:
 def test_a_too_deep_profile_stored_earlier_does_not_break_reads(
     api: TestClient, tmp_path: Path
 ) -> None:
-    register(api, "fraud", {"model.bin": b"weights"}, reference_profile={"classes": {"0": 1}})
+    register(api, "fraud", {"model.bin": b"weights"}, reference_profile=PROFILE)
     database = api.app.state.shelf.database  # type: ignore[attr-defined]
     with database.session() as session:
         session.execute(update(ModelVersion).values(reference_profile=_nested(300)))

@@ -164,6 +164,15 @@ def wait_for_outcome(
     return OUTCOME_CODES[RolloutState(rollout.state)]
 
 
+summary_option = click.option(
+    "--summary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GITHUB_STEP_SUMMARY",
+    help="When the wait ends, append the outcome and its evidence as Markdown to this file "
+    "[default: $GITHUB_STEP_SUMMARY]",
+)
+
+
 @click.group()
 def rollout() -> None:
     """Canary, shadow and blue-green rollouts judged by sequential tests."""
@@ -281,13 +290,7 @@ def rollout() -> None:
 @click.option(
     "--timeout", "wait_timeout", default="7h", show_default=True, help="How long --wait waits"
 )
-@click.option(
-    "--summary",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="GITHUB_STEP_SUMMARY",
-    help="Append the outcome and its evidence as Markdown to this file when the wait ends "
-    "[default: $GITHUB_STEP_SUMMARY]",
-)
+@summary_option
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def rollout_start(
@@ -367,13 +370,7 @@ def rollout_start(
     is_flag=True,
     help="Stream progress until the rollout ends; exit code as for `start --wait`",
 )
-@click.option(
-    "--summary",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="GITHUB_STEP_SUMMARY",
-    help="Append the outcome and its evidence as Markdown to this file when --watch ends "
-    "[default: $GITHUB_STEP_SUMMARY]",
-)
+@summary_option
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def rollout_status(

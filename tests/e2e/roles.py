@@ -11,8 +11,10 @@ from pathlib import Path
 
 import httpx
 
+from controller.config import ControllerSettings
 from tests.conftest import free_port
-from tests.e2e.conftest import shelf_command
+from tests.e2e.conftest import settings_env, shelf_command
+from tests.e2e.rollout_helpers import FAST_LOOP
 
 LEADER_RE = re.compile(r"^shelf_reconciler_leader (\S+)$", re.MULTILINE)
 
@@ -70,3 +72,21 @@ def start_role(role: str, name: str, env: dict[str, str], log_dir: Path, *args: 
 
 def leaders(reconcilers: list[Role]) -> list[str]:
     return [r.name for r in reconcilers if r.process.poll() is None and r.is_leader()]
+
+
+def production_env(
+    postgres_url: str, s3_bucket: str, s3_endpoint: str, home: Path
+) -> dict[str, str]:
+    """The environment of separate roles on PostgreSQL and S3 (fast loops), its database
+    migrated as `shelf db upgrade` does in production."""
+    home.mkdir()
+    settings = ControllerSettings(
+        home=home,
+        database_url=postgres_url,
+        artifact_uri=f"s3://{s3_bucket}/shelf",
+        s3_endpoint_url=s3_endpoint,
+        s3_region="us-east-1",
+    )
+    env = {**settings_env(settings), **FAST_LOOP}
+    subprocess.run([*shelf_command(), "db", "upgrade"], env=env, check=True, capture_output=True)
+    return env

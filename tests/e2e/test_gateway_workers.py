@@ -19,9 +19,8 @@ from sqlalchemy import create_engine, text
 
 from controller.config import ControllerSettings
 from tests.e2e.conftest import settings_env, shelf_command
-from tests.e2e.roles import Role, start_role
+from tests.e2e.roles import Role, production_env, start_role
 from tests.e2e.rollout_helpers import (
-    FAST_LOOP,
     Behaviour,
     ModelServers,
     model_servers,
@@ -84,17 +83,7 @@ class Deployment:
 def deployment(
     postgres_url: str, s3_bucket: str, s3_endpoint: str, tmp_path: Path
 ) -> Iterator[Deployment]:
-    home = tmp_path / "home"
-    home.mkdir()
-    settings = ControllerSettings(
-        home=home,
-        database_url=postgres_url,
-        artifact_uri=f"s3://{s3_bucket}/shelf",
-        s3_endpoint_url=s3_endpoint,
-        s3_region="us-east-1",
-    )
-    env = {**settings_env(settings), **FAST_LOOP}
-    subprocess.run([*shelf_command(), "db", "upgrade"], env=env, check=True, capture_output=True)
+    env = production_env(postgres_url, s3_bucket, s3_endpoint, tmp_path / "home")
     running = Deployment(env, tmp_path)
     try:
         yield running

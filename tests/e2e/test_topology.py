@@ -13,13 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.config import ControllerSettings
 from registry.cli import exit_codes
 from shelf.demo.traffic import Traffic
-from tests.e2e.conftest import settings_env, shelf_command
-from tests.e2e.roles import Role, leaders, start_role
+from tests.e2e.conftest import shelf_command
+from tests.e2e.roles import Role, leaders, production_env, start_role
 from tests.e2e.rollout_helpers import (
-    FAST_LOOP,
     Behaviour,
     ModelServers,
     model_servers,
@@ -77,17 +75,7 @@ class Cluster:
 def cluster(
     postgres_url: str, s3_bucket: str, s3_endpoint: str, tmp_path: Path
 ) -> Iterator[Cluster]:
-    home = tmp_path / "home"
-    home.mkdir()
-    settings = ControllerSettings(
-        home=home,
-        database_url=postgres_url,
-        artifact_uri=f"s3://{s3_bucket}/shelf",
-        s3_endpoint_url=s3_endpoint,
-        s3_region="us-east-1",
-    )
-    env = {**settings_env(settings), **FAST_LOOP}
-    subprocess.run([*shelf_command(), "db", "upgrade"], env=env, check=True, capture_output=True)
+    env = production_env(postgres_url, s3_bucket, s3_endpoint, tmp_path / "home")
     running = Cluster(env, tmp_path)
     try:
         yield running

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from typing import Any
@@ -32,6 +31,14 @@ from controller.gateway.asgi import (
     send_json,
 )
 from controller.gateway.feedback import FeedbackIntake
+from controller.gateway.forced import (
+    ARM_HEADER,
+    TOKEN_HEADER,
+    ForcedArmPolicy,
+    ForcedArmRefused,
+    forced_arm,
+    is_loopback,
+)
 from controller.gateway.inputs import input_summaries
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
@@ -88,9 +95,10 @@ class GatewayApp:
             self.signer, database, self.recorder, settings.feedback_ttl_hours
         )
         self.max_body = settings.max_request_body_mb * 1024 * 1024
-        # Only ``GET /v1/routes`` reads tokens: the data plane itself trusts no caller
-        # (docs/security.md, "The gateway").
+        # Only ``GET /v1/routes`` and forced arms read tokens: the data plane itself trusts no
+        # caller (docs/security.md, "The gateway").
         self.authenticator = Authenticator(settings.all_tokens())
+        self.forcing = ForcedArmPolicy(settings.gateway_forced_arm, self.authenticator)
         self.lag = LoopLag()
         self.upstream: Upstream | None = None
         self.shadow: ShadowMirror | None = None
@@ -141,6 +149,8 @@ class GatewayApp:
             return
         forward: Headers = []
         key: bytes | None = None
+        arm_name: bytes | None = None
+        token: bytes | None = None
         for name, value in scope["headers"]:
             if name in REQUEST_SKIP:
                 if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
@@ -149,7 +159,21 @@ class GatewayApp:
                 continue
             if name == ROUTING_KEY:
                 key = value
+            elif name == ARM_HEADER:
+                arm_name = value
+                continue
+            elif name == TOKEN_HEADER:
+                token = value
+                continue
             forward.append((name, value))
+        forced: RouteArm | None = None
+        if arm_name is not None:
+            try:
+                forced = self._forced(scope, route, arm_name, token)
+            except ForcedArmRefused as refused:
+                self.metrics.forced_refused.labels(model, refused.reason).inc()
+                await send_error(send, refused.status, refused.code, refused.message)
+                return
         try:
             body = await read_body(receive, self.max_body)
         except BodyTooLarge:
@@ -157,9 +181,14 @@ class GatewayApp:
             return
         self.in_flight += 1
         try:
-            await self._forward(scope, send, route, forward, key, body, upstream_path)
+            await self._forward(scope, send, route, forward, key, body, upstream_path, forced)
         finally:
             self.in_flight -= 1
+
+    def _forced(self, scope: Scope, route: Route, arm_name: bytes, token: bytes | None) -> RouteArm:
+        client = scope.get("client")
+        self.forcing.check(token, client[0] if client else None)
+        return forced_arm(route, arm_name.decode("latin-1"))
 
     async def _forward(
         self,
@@ -170,11 +199,14 @@ class GatewayApp:
         key: bytes | None,
         body: bytes,
         upstream_path: str,
+        forced: RouteArm | None = None,
     ) -> None:
         assert self.upstream is not None
         challenger = route.challenger
         arm = route.champion
-        if (
+        if forced is not None:
+            arm = forced
+        elif (
             challenger is not None
             and not route.mirror
             and goes_to_challenger(route.model.encode(), key, route.weight_bp)
@@ -187,8 +219,16 @@ class GatewayApp:
             if key is not None and route.rollout_id is not None
             else None
         )
-        result, predicted = await self._call(route, arm, method, upstream_path, forward, body, unit)
-        if arm is challenger and result.failed and self._retry_on_champion(result, method):
+        counted = forced is None
+        result, predicted = await self._call(
+            route, arm, method, upstream_path, forward, body, unit, counted
+        )
+        if (
+            counted
+            and arm is challenger
+            and result.failed
+            and self._retry_on_champion(result, method)
+        ):
             self.metrics.retried_on_champion.labels(route.model, result.outcome).inc()
             arm = route.champion
             result, predicted = await self._call(
@@ -196,7 +236,7 @@ class GatewayApp:
             )
         outcome = result.outcome
         request_id = self.signer.issue(
-            route.rollout_id, arm.version_id, arm.index, predicted, int(time.time())
+            route.rollout_id, arm.version_id, arm.index, predicted, int(time.time()), counted
         )
         shelf = (
             (b"x-shelf-request-id", request_id.encode()),
@@ -220,7 +260,7 @@ class GatewayApp:
                 f"{route.model}@{arm.version} could not be reached ({result.error})",
                 shelf,
             )
-        if route.mirror and challenger is not None and self.shadow is not None:
+        if counted and route.mirror and challenger is not None and self.shadow is not None:
             self.shadow.submit(
                 ShadowCopy(
                     route.model, challenger, method, upstream_path, forward, body, predicted, unit
@@ -236,11 +276,18 @@ class GatewayApp:
         forward: Headers,
         body: bytes,
         unit: int | None,
+        counted: bool = True,
     ) -> tuple[UpstreamResponse, str | None]:
-        """One upstream call, recorded in the arm's statistics and the metrics."""
+        """One upstream call, recorded in the arm's statistics and the metrics; a forced one
+        (not ``counted``) only in its own counter."""
         assert self.upstream is not None
         result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
         predicted: str | None = None
+        if not counted:
+            self.metrics.forced.labels(
+                route.model, arm.version_label, arm.name, result.outcome
+            ).inc()
+            return result, predicted
         stats_key = arm.stats_key
         if stats_key is not None:
             confidence: float | None = None
@@ -342,7 +389,7 @@ class GatewayApp:
         )
         if self.authenticator.is_open:
             client = scope.get("client")
-            return client is not None and _is_loopback(client[0])
+            return client is not None and is_loopback(client[0])
         if authorization is None:
             return False
         self.authenticator.authenticate(authorization.decode("latin-1")).require(Role.read)
@@ -442,10 +489,3 @@ class GatewayApp:
 def create_gateway_app(settings: ControllerSettings, database: Database) -> Any:
     """The gateway as an ASGI app; serve it with uvicorn (lifespan on)."""
     return GatewayApp(settings, database)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

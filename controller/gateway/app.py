@@ -55,7 +55,7 @@ from controller.gateway.routing import (
 )
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
-from controller.gateway.split import goes_to_challenger, unit_bucket
+from controller.gateway.split import BUCKETS, goes_to_challenger, mirrored, unit_bucket
 from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
 from registry.auth import Authenticator
 from registry.config import Role
@@ -219,9 +219,17 @@ class GatewayApp:
             if key is not None and route.rollout_id is not None
             else None
         )
-        counted = forced is None
+        # A sampled shadow compares the arms on the mirrored requests only: the champion's
+        # answers to the others are served and shown in the metrics, never judged.
+        mirror = (
+            forced is None
+            and route.mirror
+            and challenger is not None
+            and (route.mirror_bp >= BUCKETS or mirrored(route.model.encode(), key, route.mirror_bp))
+        )
+        counted = forced is None and (mirror or not route.mirror)
         result, predicted = await self._call(
-            route, arm, method, upstream_path, forward, body, unit, counted
+            route, arm, method, upstream_path, forward, body, unit, counted, forced is not None
         )
         if (
             counted
@@ -260,7 +268,7 @@ class GatewayApp:
                 f"{route.model}@{arm.version} could not be reached ({result.error})",
                 shelf,
             )
-        if counted and route.mirror and challenger is not None and self.shadow is not None:
+        if mirror and challenger is not None and self.shadow is not None:
             self.shadow.submit(
                 ShadowCopy(
                     route.model, challenger, method, upstream_path, forward, body, predicted, unit
@@ -277,19 +285,20 @@ class GatewayApp:
         body: bytes,
         unit: int | None,
         counted: bool = True,
+        forced: bool = False,
     ) -> tuple[UpstreamResponse, str | None]:
-        """One upstream call, recorded in the arm's statistics and the metrics; a forced one
-        (not ``counted``) only in its own counter."""
+        """One upstream call, recorded in the arm's statistics (when ``counted``) and the
+        metrics; a ``forced`` one only in its own counter."""
         assert self.upstream is not None
         result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
         predicted: str | None = None
-        if not counted:
+        if forced:
             self.metrics.forced.labels(
                 route.model, arm.version_label, arm.name, result.outcome
             ).inc()
             return result, predicted
         stats_key = arm.stats_key
-        if stats_key is not None:
+        if stats_key is not None and counted:
             confidence: float | None = None
             if result.status:
                 predicted, confidence = self.parser.parse(result.body, content_type(result.headers))

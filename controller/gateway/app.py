@@ -228,20 +228,21 @@ class GatewayApp:
             and (route.mirror_bp >= BUCKETS or mirrored(route.model.encode(), key, route.mirror_bp))
         )
         counted = forced is None and (mirror or not route.mirror)
-        result, predicted = await self._call(
-            route, arm, method, upstream_path, forward, body, unit, counted, forced is not None
-        )
+        result = await self._call(route, arm, method, upstream_path, forward, body, forced)
         if (
             counted
             and arm is challenger
             and result.failed
             and self._retry_on_champion(result, method)
         ):
+            self._record(arm, result, self._prediction(arm, result), body, unit)
             self.metrics.retried_on_champion.labels(route.model, result.outcome).inc()
             arm = route.champion
-            result, predicted = await self._call(
-                route, arm, method, upstream_path, forward, body, unit
-            )
+            result = await self._call(route, arm, method, upstream_path, forward, body)
+        prediction = self._prediction(arm, result) if counted else (None, None)
+        if counted and not mirror:
+            self._record(arm, result, prediction, body, unit)
+        predicted = prediction[0]
         outcome = result.outcome
         request_id = self.signer.issue(
             route.rollout_id, arm.version_id, arm.index, predicted, int(time.time()), counted
@@ -269,11 +270,14 @@ class GatewayApp:
                 shelf,
             )
         if mirror and challenger is not None and self.shadow is not None:
-            self.shadow.submit(
-                ShadowCopy(
-                    route.model, challenger, method, upstream_path, forward, body, predicted, unit
-                )
+            copy = ShadowCopy(
+                route.model, challenger, method, upstream_path, forward, body, predicted, unit
             )
+            # The champion's side of the comparison is the copies the challenger got: a copy
+            # dropped (full queue) or shed (saturated gateway) takes its champion answer out
+            # of the statistics too, so both arms see the same requests.
+            if self.shadow.submit(copy):
+                self._record(arm, result, prediction, body, unit)
 
     async def _call(
         self,
@@ -283,32 +287,16 @@ class GatewayApp:
         upstream_path: str,
         forward: Headers,
         body: bytes,
-        unit: int | None,
-        counted: bool = True,
-        forced: bool = False,
-    ) -> tuple[UpstreamResponse, str | None]:
-        """One upstream call, recorded in the arm's statistics (when ``counted``) and the
-        metrics; a ``forced`` one only in its own counter."""
+        forced: RouteArm | None = None,
+    ) -> UpstreamResponse:
+        """One upstream call, shown in the metrics; a ``forced`` one only in its own counter."""
         assert self.upstream is not None
         result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
-        predicted: str | None = None
-        if forced:
+        if forced is not None:
             self.metrics.forced.labels(
                 route.model, arm.version_label, arm.name, result.outcome
             ).inc()
-            return result, predicted
-        stats_key = arm.stats_key
-        if stats_key is not None and counted:
-            confidence: float | None = None
-            if result.status:
-                predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
-            stats = self.recorder.arm(stats_key)
-            stats.record_response(result.outcome, result.latency_s, predicted, confidence, unit)
-            if stats_key[0] is None and body:  # the champion outside rollouts: its inputs too
-                self._input_tick += 1
-                if self._input_tick >= self.settings.gateway_input_sample_every:
-                    self._input_tick = 0
-                    stats.record_inputs(input_summaries(body))
+            return result
         self.metrics.observe_request(
             route.model,
             arm.version_label,
@@ -316,7 +304,37 @@ class GatewayApp:
             result.outcome,
             result.latency_s if result.status else None,
         )
-        return result, predicted
+        return result
+
+    def _prediction(
+        self, arm: RouteArm, result: UpstreamResponse
+    ) -> tuple[str | None, float | None]:
+        """The answer's predicted class and confidence, for an arm whose statistics are kept."""
+        if arm.stats_key is None or not result.status:
+            return None, None
+        return self.parser.parse(result.body, content_type(result.headers))
+
+    def _record(
+        self,
+        arm: RouteArm,
+        result: UpstreamResponse,
+        prediction: tuple[str | None, float | None],
+        body: bytes,
+        unit: int | None,
+    ) -> None:
+        """One answer into its arm's statistics (and, for a champion outside rollouts, a
+        sample of its inputs)."""
+        stats_key = arm.stats_key
+        if stats_key is None:
+            return
+        stats = self.recorder.arm(stats_key)
+        predicted, confidence = prediction
+        stats.record_response(result.outcome, result.latency_s, predicted, confidence, unit)
+        if stats_key[0] is None and body:  # the champion outside rollouts: its inputs too
+            self._input_tick += 1
+            if self._input_tick >= self.settings.gateway_input_sample_every:
+                self._input_tick = 0
+                stats.record_inputs(input_summaries(body))
 
     def _retry_on_champion(self, result: UpstreamResponse, method: str) -> bool:
         """Whether a challenger's failure is retried on the champion: a failure before any

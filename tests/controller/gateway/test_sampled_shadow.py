@@ -81,7 +81,7 @@ def test_a_quarter_is_mirrored_and_the_champion_is_judged_on_that_quarter(
                 c, m = t.challenger, t.champion  # type: ignore[attr-defined]
                 return c.requests > 0 and c.requests == m.requests and c.compared == c.requests
 
-            totals = wait_for_totals(database, rollout_id, settled, timeout=10)
+            totals = wait_for_totals(database, rollout_id, settled, timeout=20)
             assert abs(totals.challenger.requests - expected) < 4 * sigma
             assert totals.champion.requests == totals.challenger.requests
 

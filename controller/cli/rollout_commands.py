@@ -518,7 +518,7 @@ def rollout_list(ctx: click.Context, name: str, as_json: bool) -> None:
                 r.id,
                 r.challenger_version,
                 r.champion_version,
-                r.strategy,
+                r.strategy_label,
                 r.state,
                 short_time(r.created_at.isoformat()),
                 r.reason,

@@ -7,8 +7,8 @@ recorded in the arm's statistics, its request id is marked uncounted (feedback f
 nowhere) and it is counted only in ``shelf_gateway_forced_requests_total``.
 
 Who may force is ``SHELF_GATEWAY_FORCED_ARM``: ``token`` (default) asks for a token of any role
-in ``X-Shelf-Token`` (or, on a gateway without tokens, a caller on loopback, as for
-``GET /v1/routes``), ``any`` lets every caller force, ``off`` refuses every forced request.
+in ``X-Shelf-Token`` (bare, or as ``Bearer <token>``; on a gateway without tokens, a caller on
+loopback, as for ``GET /v1/routes``), ``any`` lets every caller force, ``off`` nobody.
 Neither header is forwarded to the model server.
 """
 
@@ -114,8 +114,11 @@ class ForcedArmPolicy:
                 "unauthorized",
                 "forcing an arm needs a Shelf token in 'X-Shelf-Token'",
             )
+        value = token.decode("latin-1").strip()
+        if value[:7].lower() == "bearer ":  # the Authorization spelling is accepted too
+            value = value[7:].strip()
         try:
-            self._authenticator.authenticate(f"Bearer {token.decode('latin-1')}").require(Role.read)
+            self._authenticator.authenticate(f"Bearer {value}").require(Role.read)
         except ShelfError as error:
             raise ForcedArmRefused(
                 error.status_code, error.code, "unauthorized", error.message

@@ -81,6 +81,7 @@ def test_who_may_force_follows_the_setting() -> None:
     assert off.status == 403
     policy = ForcedArmPolicy("token", tokens)
     policy.check(TOKEN.encode(), "203.0.113.9")
+    policy.check(f"Bearer {TOKEN}".encode(), "203.0.113.9")
     assert refusal(lambda: policy.check(None, "127.0.0.1")).status == 401
     assert refusal(lambda: policy.check(b"wrong-token-0123456789", "127.0.0.1")).status == 401
     loopback_only = ForcedArmPolicy("token", open_gateway)

@@ -417,6 +417,12 @@ def show_status(r: RolloutOut) -> None:
         f"started {short_time(r.created_at.isoformat())} by {r.created_by}\n  {r.reason}",
         highlight=False,
     )
+    if r.mirror_percent < 100:
+        output.console.print(
+            f"  sampled shadow: both arms are counted and judged on the {r.mirror_percent:g}% "
+            "of requests mirrored (sticky by routing key)",
+            highlight=False,
+        )
     if r.router is not None:
         acked = r.router.acknowledged_weight_bp
         state = "waiting for acknowledgement" if r.router.pending else "acknowledged"

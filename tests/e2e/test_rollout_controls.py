@@ -198,7 +198,8 @@ def test_a_sampled_shadow_mirrors_a_quarter_and_still_decides(
         time.sleep(2.0)
         after = httpx.get(f"{server.gateway_url}/metrics").text
         shadowing = rollout_json(server)
-        assert "shadow, mirroring 25%" in server.cli("rollout", "status", "fraud").stdout
+        shown = server.cli("rollout", "status", "fraud").stdout
+        assert "shadow, mirroring 25%" in shown and "judged on the 25% of requests" in shown
         watched = server.cli("rollout", "status", "fraud", "--watch", check=False, timeout=150)
     assert shadowing["state"] == "shadowing", "the window must lie inside the shadow phase"
 

@@ -35,6 +35,13 @@ class ControllerSettings(Settings):
         description="Which challenger timeouts are retried on the champion too: none, those of "
         "idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE), or all",
     )
+    gateway_forced_arm: Literal["token", "any", "off"] = Field(
+        default="token",
+        description="Who may pick an arm with 'X-Shelf-Arm' (answered normally, never counted "
+        "in the rollout's statistics): a caller presenting a token of any role in "
+        "'X-Shelf-Token' (on a gateway without tokens, a caller on loopback), any caller, or "
+        "nobody",
+    )
     gateway_max_connections: int = Field(default=512, ge=1)
     gateway_max_client_connections: int = Field(
         default=4096, ge=1, description="Concurrent client connections on the gateway (503 beyond)"

@@ -36,8 +36,11 @@ class RolloutPlan:
     on non-inferiority; a last step at 100 % (and blue-green) promotes once it has run its
     samples and duration without harm.
     Shadow mirrors traffic first (``shadow_min_samples``/``shadow_duration_s``), then follows
-    ``steps`` if any. After the last step the challenger is promoted once every guardrail shows
-    non-inferiority; at ``max_duration_s`` the explicit ``on_timeout`` policy decides.
+    ``steps`` if any. It mirrors ``mirror_percent`` of the requests (sticky by routing key), and
+    both arms are compared on the mirrored requests only; ``shadow_min_samples`` counts the
+    challenger's copies, so a smaller share takes longer but judges the same way. After the
+    last step the challenger is promoted once every guardrail shows non-inferiority; at
+    ``max_duration_s`` the explicit ``on_timeout`` policy decides.
 
     Statistics are compared within strata: the step, and blocks of ``time_block_s`` within it
     (docs/statistics.md, "Strata"). The first ``warmup_s`` of every step is recorded and shown
@@ -54,6 +57,7 @@ class RolloutPlan:
     min_step_duration_s: float = 300.0
     shadow_min_samples: int = 2000
     shadow_duration_s: float = 300.0
+    mirror_percent: float = 100.0
     max_duration_s: float = 6 * 3600.0
     on_timeout: str = "rollback"
     alpha: float = 0.05
@@ -74,6 +78,10 @@ class RolloutPlan:
             raise InvalidInput("min samples must be at least 1")
         if self.min_step_duration_s < 0 or self.shadow_duration_s < 0 or self.max_duration_s <= 0:
             raise InvalidInput("durations must be positive")
+        if not (0 < self.mirror_percent <= 100 and round(self.mirror_percent * 100) >= 1):
+            raise InvalidInput("mirror_percent must be in (0, 100], at least 0.01")
+        if self.mirror_percent != 100 and self.strategy != Strategy.shadow:
+            raise InvalidInput("mirror_percent applies to the shadow strategy only")
         if not 1.0 <= self.time_block_s <= 86_400.0:
             raise InvalidInput("time_block_s must be between 1 second and 1 day")
         if not 0.0 <= self.warmup_s < 86_400.0:
@@ -109,6 +117,11 @@ class RolloutPlan:
         The change detector spends its alpha over this many start points."""
         blocks = math.ceil(self.max_duration_s / self.time_block_s)
         return blocks + len(self.steps) + 1
+
+    @property
+    def mirror_bp(self) -> int:
+        """The share of requests a shadow mirrors, in basis points."""
+        return round(self.mirror_percent * 100)
 
     def weight_bp(self, step_index: int) -> int:
         return round(self.steps[step_index] * 100)

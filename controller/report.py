@@ -203,7 +203,8 @@ def _section(history: RolloutHistory) -> str:
     r = history.rollout
     observations = list(history.observations)
     title = (
-        f"{r.model} rollout {r.id}: v{r.champion_version} → v{r.challenger_version} ({r.strategy})"
+        f"{r.model} rollout {r.id}: v{r.champion_version} → v{r.challenger_version} "
+        f"({r.strategy_label})"
     )
     colour = {"promoted": "#2f855a", "rolled_back": "#c53030"}.get(r.state, "#4a5568")
     head = (

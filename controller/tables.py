@@ -38,6 +38,8 @@ class Rollout(Base):
     step_index: Mapped[int] = mapped_column(Integer, default=0)
     challenger_weight_bp: Mapped[int] = mapped_column(Integer, default=0)
     mirror: Mapped[bool] = mapped_column(default=False)
+    # The share of requests a shadow mirrors, in basis points (``--mirror-percent`` x 100).
+    mirror_bp: Mapped[int] = mapped_column(Integer, default=10_000, server_default="10000")
     plan: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     alpha: Mapped[float] = mapped_column(Float, default=0.05)
     reason: Mapped[str] = mapped_column(Text, default="")

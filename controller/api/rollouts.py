@@ -51,6 +51,7 @@ def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
         steps=list(row.plan.get("steps", [])),
         challenger_weight_bp=row.challenger_weight_bp,
         mirror=row.mirror,
+        mirror_percent=row.mirror_bp / 100,
         plan=row.plan,
         reason=row.reason,
         created_at=row.created_at,
@@ -91,6 +92,7 @@ def plan_of(body: RolloutCreate) -> RolloutPlan:
             if body.shadow_duration_s is not None
             else body.min_step_duration_s
         ),
+        mirror_percent=body.mirror_percent,
         max_duration_s=body.max_duration_s,
         on_timeout=body.on_timeout,
         alpha=body.alpha,

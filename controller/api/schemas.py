@@ -35,6 +35,13 @@ class RolloutCreate(Strict):
     min_step_duration_s: float = Field(default=300.0, ge=0)
     shadow_min_samples: int | None = Field(default=None, ge=1, le=MAX_NUMBER)
     shadow_duration_s: float | None = Field(default=None, ge=0)
+    mirror_percent: float = Field(
+        default=100.0,
+        gt=0,
+        le=100,
+        description="Shadow only: the share of requests mirrored to the challenger (sticky by "
+        "routing key); both arms are judged on the mirrored requests",
+    )
     max_duration_s: float = Field(default=6 * 3600.0, gt=0)
     on_timeout: str = "rollback"
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
@@ -139,6 +146,9 @@ class RolloutOut(BaseModel):
     steps: list[float]
     challenger_weight_bp: int
     mirror: bool
+    mirror_percent: float = Field(
+        default=100.0, description="The share of requests a shadow mirrors (100: every one)"
+    )
     plan: dict[str, Any]
     reason: str
     created_at: datetime
@@ -155,6 +165,13 @@ class RolloutOut(BaseModel):
     @property
     def ended(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def strategy_label(self) -> str:
+        """The strategy as people read it: ``shadow, mirroring 25%`` for a sampled shadow."""
+        if self.mirror_percent < 100:
+            return f"{self.strategy}, mirroring {self.mirror_percent:g}%"
+        return self.strategy
 
 
 class ObservationOut(BaseModel):

@@ -113,13 +113,20 @@ def _guardrails(r: RolloutOut) -> tuple[Evidence, ...]:
     return r.evidence.guardrails if r.evidence is not None else ()
 
 
+def mirror_label(r: RolloutOut) -> str:
+    """`` + mirror`` while mirroring every request, `` + mirror 25%`` for a sampled shadow."""
+    if not r.mirror:
+        return ""
+    return " + mirror" if r.mirror_percent >= 100 else f" + mirror {r.mirror_percent:g}%"
+
+
 def progress_line(r: RolloutOut) -> str:
     champion, challenger = r.arms[ARMS[0]], r.arms[ARMS[1]]
     step = f"step {r.step_index + 1}/{len(r.steps)}" if r.state == RolloutState.canary else r.state
     verdicts = " ".join(f"{e.metric}={e.verdict}" for e in _guardrails(r))
     return (
         f"{r.model} rollout {r.id}: {step}, challenger {r.challenger_weight_bp / 100:g}%"
-        f"{' + mirror' if r.mirror else ''} | n={champion.requests}/{challenger.requests}"
+        f"{mirror_label(r)} | n={champion.requests}/{challenger.requests}"
         f" err={champion.error_rate:.4f}/{challenger.error_rate:.4f} | {verdicts}"
     )
 
@@ -197,6 +204,14 @@ def rollout() -> None:
 )
 @click.option("--min-step-duration", default="5m", show_default=True)
 @click.option("--shadow-duration", help="Shadow phase length [default: --min-step-duration]")
+@click.option(
+    "--mirror-percent",
+    type=float,
+    default=100.0,
+    show_default=True,
+    help="Shadow: share of requests mirrored to the challenger, in (0, 100], sticky by routing "
+    "key; both arms are judged on the mirrored requests, so a small share only takes longer",
+)
 @click.option("--max-duration", default="6h", show_default=True, help="Then --on-timeout applies")
 @click.option(
     "--on-timeout",
@@ -302,6 +317,7 @@ def rollout_start(
     min_samples: int,
     min_step_duration: str,
     shadow_duration: str | None,
+    mirror_percent: float,
     max_duration: str,
     on_timeout: str,
     alpha: float,
@@ -334,6 +350,7 @@ def rollout_start(
         min_samples=min_samples,
         min_step_duration_s=parse_duration(min_step_duration),
         shadow_duration_s=parse_duration(shadow_duration) if shadow_duration else None,
+        mirror_percent=mirror_percent,
         max_duration_s=parse_duration(max_duration),
         on_timeout=on_timeout,
         alpha=alpha,
@@ -358,7 +375,9 @@ def rollout_start(
     else:
         output.console.print(
             f"started rollout {created.id}: {name}@{created.challenger_version} vs "
-            f"champion {name}@{created.champion_version} ({strategy})"
+            f"champion {name}@{created.champion_version} ({strategy}"
+            + (f", mirroring {created.mirror_percent:g}%" if created.mirror_percent < 100 else "")
+            + ")"
         )
     return exit_codes.OK
 
@@ -391,13 +410,19 @@ def rollout_status(
 def show_status(r: RolloutOut) -> None:
     output.console.print(
         f"[bold]{r.model}[/bold] rollout {r.id}: {r.state}"
-        f" ({r.strategy}, champion v{r.champion_version} vs challenger "
+        f" ({r.strategy_label}, champion v{r.champion_version} vs challenger "
         f"v{r.challenger_version})\n"
         f"  step {r.step_index + 1}/{len(r.steps) or 1}, challenger weight "
-        f"{r.challenger_weight_bp / 100:g}%{' + mirror' if r.mirror else ''}; "
+        f"{r.challenger_weight_bp / 100:g}%{mirror_label(r)}; "
         f"started {short_time(r.created_at.isoformat())} by {r.created_by}\n  {r.reason}",
         highlight=False,
     )
+    if r.mirror_percent < 100:
+        output.console.print(
+            f"  sampled shadow: both arms are counted and judged on the {r.mirror_percent:g}% "
+            "of requests mirrored (sticky by routing key)",
+            highlight=False,
+        )
     if r.router is not None:
         acked = r.router.acknowledged_weight_bp
         state = "waiting for acknowledgement" if r.router.pending else "acknowledged"
@@ -499,7 +524,7 @@ def rollout_list(ctx: click.Context, name: str, as_json: bool) -> None:
                 r.id,
                 r.challenger_version,
                 r.champion_version,
-                r.strategy,
+                r.strategy_label,
                 r.state,
                 short_time(r.created_at.isoformat()),
                 r.reason,

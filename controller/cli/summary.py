@@ -36,7 +36,8 @@ def markdown(rollout: RolloutOut, timed_out: bool = False) -> str:
         "",
         f"{_cell(rollout.reason)}",
         "",
-        f"Strategy {rollout.strategy}, steps {', '.join(f'{s:g}%' for s in rollout.steps) or '-'}"
+        f"Strategy {rollout.strategy_label}, "
+        f"steps {', '.join(f'{s:g}%' for s in rollout.steps) or '-'}"
         f", started {rollout.created_at:%Y-%m-%d %H:%M:%S} UTC by {_cell(rollout.created_by)}"
         + (f", ended {rollout.ended_at:%Y-%m-%d %H:%M:%S} UTC." if rollout.ended_at else "."),
         "",

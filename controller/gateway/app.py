@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 from typing import Any
@@ -32,6 +31,14 @@ from controller.gateway.asgi import (
     send_json,
 )
 from controller.gateway.feedback import FeedbackIntake
+from controller.gateway.forced import (
+    ARM_HEADER,
+    TOKEN_HEADER,
+    ForcedArmPolicy,
+    ForcedArmRefused,
+    forced_arm,
+    is_loopback,
+)
 from controller.gateway.inputs import input_summaries
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
@@ -48,7 +55,7 @@ from controller.gateway.routing import (
 )
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
-from controller.gateway.split import goes_to_challenger, unit_bucket
+from controller.gateway.split import BUCKETS, goes_to_challenger, mirrored, unit_bucket
 from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
 from registry.auth import Authenticator
 from registry.config import Role
@@ -88,9 +95,10 @@ class GatewayApp:
             self.signer, database, self.recorder, settings.feedback_ttl_hours
         )
         self.max_body = settings.max_request_body_mb * 1024 * 1024
-        # Only ``GET /v1/routes`` reads tokens: the data plane itself trusts no caller
-        # (docs/security.md, "The gateway").
+        # Only ``GET /v1/routes`` and forced arms read tokens: the data plane itself trusts no
+        # caller (docs/security.md, "The gateway").
         self.authenticator = Authenticator(settings.all_tokens())
+        self.forcing = ForcedArmPolicy(settings.gateway_forced_arm, self.authenticator)
         self.lag = LoopLag()
         self.upstream: Upstream | None = None
         self.shadow: ShadowMirror | None = None
@@ -141,6 +149,8 @@ class GatewayApp:
             return
         forward: Headers = []
         key: bytes | None = None
+        arm_name: bytes | None = None
+        token: bytes | None = None
         for name, value in scope["headers"]:
             if name in REQUEST_SKIP:
                 if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
@@ -149,7 +159,21 @@ class GatewayApp:
                 continue
             if name == ROUTING_KEY:
                 key = value
+            elif name == ARM_HEADER:
+                arm_name = value
+                continue
+            elif name == TOKEN_HEADER:
+                token = value
+                continue
             forward.append((name, value))
+        forced: RouteArm | None = None
+        if arm_name is not None:
+            try:
+                forced = self._forced(scope, route, arm_name, token)
+            except ForcedArmRefused as refused:
+                self.metrics.forced_refused.labels(model, refused.reason).inc()
+                await send_error(send, refused.status, refused.code, refused.message)
+                return
         try:
             body = await read_body(receive, self.max_body)
         except BodyTooLarge:
@@ -157,9 +181,14 @@ class GatewayApp:
             return
         self.in_flight += 1
         try:
-            await self._forward(scope, send, route, forward, key, body, upstream_path)
+            await self._forward(scope, send, route, forward, key, body, upstream_path, forced)
         finally:
             self.in_flight -= 1
+
+    def _forced(self, scope: Scope, route: Route, arm_name: bytes, token: bytes | None) -> RouteArm:
+        client = scope.get("client")
+        self.forcing.check(token, client[0] if client else None)
+        return forced_arm(route, arm_name.decode("latin-1"))
 
     async def _forward(
         self,
@@ -170,11 +199,14 @@ class GatewayApp:
         key: bytes | None,
         body: bytes,
         upstream_path: str,
+        forced: RouteArm | None = None,
     ) -> None:
         assert self.upstream is not None
         challenger = route.challenger
         arm = route.champion
-        if (
+        if forced is not None:
+            arm = forced
+        elif (
             challenger is not None
             and not route.mirror
             and goes_to_challenger(route.model.encode(), key, route.weight_bp)
@@ -187,16 +219,33 @@ class GatewayApp:
             if key is not None and route.rollout_id is not None
             else None
         )
-        result, predicted = await self._call(route, arm, method, upstream_path, forward, body, unit)
-        if arm is challenger and result.failed and self._retry_on_champion(result, method):
+        # A sampled shadow compares the arms on the mirrored requests only: the champion's
+        # answers to the others are served and shown in the metrics, never judged.
+        mirror = (
+            forced is None
+            and route.mirror
+            and challenger is not None
+            and (route.mirror_bp >= BUCKETS or mirrored(route.model.encode(), key, route.mirror_bp))
+        )
+        counted = forced is None and (mirror or not route.mirror)
+        result = await self._call(route, arm, method, upstream_path, forward, body, forced)
+        if (
+            counted
+            and arm is challenger
+            and result.failed
+            and self._retry_on_champion(result, method)
+        ):
+            self._record(arm, result, self._prediction(arm, result), body, unit)
             self.metrics.retried_on_champion.labels(route.model, result.outcome).inc()
             arm = route.champion
-            result, predicted = await self._call(
-                route, arm, method, upstream_path, forward, body, unit
-            )
+            result = await self._call(route, arm, method, upstream_path, forward, body)
+        prediction = self._prediction(arm, result) if counted else (None, None)
+        if counted and not mirror:
+            self._record(arm, result, prediction, body, unit)
+        predicted = prediction[0]
         outcome = result.outcome
         request_id = self.signer.issue(
-            route.rollout_id, arm.version_id, arm.index, predicted, int(time.time())
+            route.rollout_id, arm.version_id, arm.index, predicted, int(time.time()), counted
         )
         shelf = (
             (b"x-shelf-request-id", request_id.encode()),
@@ -220,12 +269,15 @@ class GatewayApp:
                 f"{route.model}@{arm.version} could not be reached ({result.error})",
                 shelf,
             )
-        if route.mirror and challenger is not None and self.shadow is not None:
-            self.shadow.submit(
-                ShadowCopy(
-                    route.model, challenger, method, upstream_path, forward, body, predicted, unit
-                )
+        if mirror and challenger is not None and self.shadow is not None:
+            copy = ShadowCopy(
+                route.model, challenger, method, upstream_path, forward, body, predicted, unit
             )
+            # The champion's side of the comparison is the copies the challenger got: a copy
+            # dropped (full queue) or shed (saturated gateway) takes its champion answer out
+            # of the statistics too, so both arms see the same requests.
+            if self.shadow.submit(copy):
+                self._record(arm, result, prediction, body, unit)
 
     async def _call(
         self,
@@ -235,24 +287,16 @@ class GatewayApp:
         upstream_path: str,
         forward: Headers,
         body: bytes,
-        unit: int | None,
-    ) -> tuple[UpstreamResponse, str | None]:
-        """One upstream call, recorded in the arm's statistics and the metrics."""
+        forced: RouteArm | None = None,
+    ) -> UpstreamResponse:
+        """One upstream call, shown in the metrics; a ``forced`` one only in its own counter."""
         assert self.upstream is not None
         result = await self.upstream.call(method, arm.serving_url, upstream_path, forward, body)
-        predicted: str | None = None
-        stats_key = arm.stats_key
-        if stats_key is not None:
-            confidence: float | None = None
-            if result.status:
-                predicted, confidence = self.parser.parse(result.body, content_type(result.headers))
-            stats = self.recorder.arm(stats_key)
-            stats.record_response(result.outcome, result.latency_s, predicted, confidence, unit)
-            if stats_key[0] is None and body:  # the champion outside rollouts: its inputs too
-                self._input_tick += 1
-                if self._input_tick >= self.settings.gateway_input_sample_every:
-                    self._input_tick = 0
-                    stats.record_inputs(input_summaries(body))
+        if forced is not None:
+            self.metrics.forced.labels(
+                route.model, arm.version_label, arm.name, result.outcome
+            ).inc()
+            return result
         self.metrics.observe_request(
             route.model,
             arm.version_label,
@@ -260,7 +304,37 @@ class GatewayApp:
             result.outcome,
             result.latency_s if result.status else None,
         )
-        return result, predicted
+        return result
+
+    def _prediction(
+        self, arm: RouteArm, result: UpstreamResponse
+    ) -> tuple[str | None, float | None]:
+        """The answer's predicted class and confidence, for an arm whose statistics are kept."""
+        if arm.stats_key is None or not result.status:
+            return None, None
+        return self.parser.parse(result.body, content_type(result.headers))
+
+    def _record(
+        self,
+        arm: RouteArm,
+        result: UpstreamResponse,
+        prediction: tuple[str | None, float | None],
+        body: bytes,
+        unit: int | None,
+    ) -> None:
+        """One answer into its arm's statistics (and, for a champion outside rollouts, a
+        sample of its inputs)."""
+        stats_key = arm.stats_key
+        if stats_key is None:
+            return
+        stats = self.recorder.arm(stats_key)
+        predicted, confidence = prediction
+        stats.record_response(result.outcome, result.latency_s, predicted, confidence, unit)
+        if stats_key[0] is None and body:  # the champion outside rollouts: its inputs too
+            self._input_tick += 1
+            if self._input_tick >= self.settings.gateway_input_sample_every:
+                self._input_tick = 0
+                stats.record_inputs(input_summaries(body))
 
     def _retry_on_champion(self, result: UpstreamResponse, method: str) -> bool:
         """Whether a challenger's failure is retried on the champion: a failure before any
@@ -342,7 +416,7 @@ class GatewayApp:
         )
         if self.authenticator.is_open:
             client = scope.get("client")
-            return client is not None and _is_loopback(client[0])
+            return client is not None and is_loopback(client[0])
         if authorization is None:
             return False
         self.authenticator.authenticate(authorization.decode("latin-1")).require(Role.read)
@@ -442,10 +516,3 @@ class GatewayApp:
 def create_gateway_app(settings: ControllerSettings, database: Database) -> Any:
     """The gateway as an ASGI app; serve it with uvicorn (lifespan on)."""
     return GatewayApp(settings, database)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -2,6 +2,10 @@
 answered (a rollout's arm, or the champion outside rollouts, for the champion watch), by the
 signed request id alone.
 
+An id marked uncounted (a forced arm, or a request a sampled shadow did not mirror) is
+accepted with ``attributed: false`` and counted nowhere: those answers are outside the
+rollout's statistics, and so is their ground truth.
+
 ``{"request_id": …, "label": <class>}`` records whether the label equals the class the arm
 predicted; ``{"request_id": …, "value": <float>}`` records a numeric reward. One
 ``FeedbackReceipt`` row per request id makes a second submission a 409 (its primary key is the
@@ -77,6 +81,11 @@ class FeedbackIntake:
             return _error(422, "invalid_request_id", str(exc))
         if time.time() - request.issued_at > self._ttl_s:
             return _error(410, "gone", "request id is older than the feedback window")
+        if not request.counted:
+            return _accepted(
+                "the request was outside the rollout's statistics (a forced arm, or not "
+                "mirrored by a sampled shadow)"
+            )
         correct: bool | None = None
         if has_label:
             correct = request.label_matches(str(label))

@@ -54,6 +54,20 @@ class GatewayMetrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.forced = Counter(
+            "shelf_gateway_forced_requests",
+            "Requests that picked their arm with X-Shelf-Arm, by outcome; they are answered "
+            "normally but counted only here (not in shelf_gateway_requests_total nor in the "
+            "rollout's statistics)",
+            ["model", "version", "arm", "outcome"],
+            registry=r,
+        )
+        self.forced_refused = Counter(
+            "shelf_gateway_forced_refused",
+            "X-Shelf-Arm requests refused: forcing is off, no valid token, or no such arm",
+            ["model", "reason"],
+            registry=r,
+        )
         self.shadow_dropped = Counter(
             "shelf_gateway_shadow_dropped",
             "Mirrored requests dropped: the shadow queue was full (queue_full), or the gateway "

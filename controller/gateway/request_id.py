@@ -11,6 +11,11 @@ base64url, big-endian):
     version byte | rollout id u32 (0 = none) | version id u32 | issued-at u32 (unix s)
     | arm byte (0 champion, 1 challenger) | nonce 8 bytes | class kind byte | class bytes | mac 16
 
+The arm byte's top bit (``UNCOUNTED``) marks an answer that is not part of the rollout's
+statistics: a request that forced its arm (``X-Shelf-Arm``), or one a sampled shadow did not
+mirror. Feedback for such an id is accepted and counted nowhere, so a tester's labels cannot
+reach the comparison through the back door.
+
 The predicted class is stored verbatim when it is at most 40 bytes of UTF-8, else as an
 8-byte blake2b digest (a label is then compared by digest). ``FeedbackReceipt.request_id`` is
 128 characters, which this layout never exceeds.
@@ -36,6 +41,7 @@ MAX_VERBATIM_CLASS = 40
 _MAC_BYTES = 16
 _HEAD = struct.Struct(">BIIIBQB")
 _KIND_NONE, _KIND_VERBATIM, _KIND_DIGEST = 0, 1, 2
+UNCOUNTED = 0x80  # flag in the arm byte: the answer is outside the rollout's statistics
 # Nonces only need to be unique (the HMAC makes ids unforgeable): a counter from a random
 # 64-bit start per process costs nothing, where a system-random draw per request is a syscall.
 _nonces = itertools.count(random.SystemRandom().getrandbits(63))
@@ -61,6 +67,7 @@ class RequestId:
     issued_at: int
     predicted_class: str | None
     predicted_digest: bytes | None
+    counted: bool = True  # False: forced arm or unmirrored; feedback goes nowhere
 
     def label_matches(self, label: str) -> bool | None:
         """Whether ``label`` equals the predicted class; None if no class was predicted."""
@@ -93,6 +100,7 @@ class RequestIdSigner:
         arm_index: int,
         predicted_class: str | None,
         issued_at: int,
+        counted: bool = True,
     ) -> str:
         if predicted_class is None:
             kind, tail = _KIND_NONE, b""
@@ -107,7 +115,7 @@ class RequestIdSigner:
                 rollout_id or 0,
                 version_id,
                 issued_at,
-                arm_index,
+                arm_index if counted else arm_index | UNCOUNTED,
                 next(_nonces) & _NONCE_MASK,
                 kind,
             )
@@ -137,8 +145,9 @@ class RequestIdSigner:
             raise InvalidRequestId("request id has an unknown layout")
         if not hmac.compare_digest(mac, self._mac(body, fmt)):
             raise InvalidRequestId("request id signature does not match")
-        _fmt, rollout_id, version_id, issued_at, arm_index, _nonce, kind = _HEAD.unpack_from(body)
+        _fmt, rollout_id, version_id, issued_at, arm_byte, _nonce, kind = _HEAD.unpack_from(body)
         tail = body[_HEAD.size :]
+        arm_index = arm_byte & ~UNCOUNTED
         if arm_index > 1 or kind > _KIND_DIGEST:
             raise InvalidRequestId("request id has an unknown layout")
         predicted: str | None = None
@@ -158,6 +167,7 @@ class RequestIdSigner:
             issued_at=issued_at,
             predicted_class=predicted,
             predicted_digest=digest,
+            counted=not arm_byte & UNCOUNTED,
         )
 
 

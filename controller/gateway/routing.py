@@ -62,6 +62,7 @@ class Route:
     strategy: str | None
     state: str | None
     stratum: StratumClock | None = None
+    mirror_bp: int = 10_000  # while mirroring: the share of requests copied, in basis points
 
     def to_json(self, with_urls: bool = True) -> dict[str, Any]:
         """The route as ``GET /v1/routes`` shows it; serving URLs (internal addresses) only
@@ -73,6 +74,7 @@ class Route:
             "challenger": challenger.to_json(with_urls) if challenger else None,
             "weight_bp": self.weight_bp,
             "mirror": self.mirror,
+            "mirror_percent": self.mirror_bp / 100,
             "rollout_id": self.rollout_id,
             "strategy": self.strategy,
             "state": self.state,
@@ -114,6 +116,7 @@ def load_routes(session: Session) -> dict[str, Route]:
             Rollout.challenger_version_id,
             Rollout.challenger_weight_bp,
             Rollout.mirror,
+            Rollout.mirror_bp,
             Rollout.strategy,
             Rollout.state,
             Rollout.step_index,
@@ -183,6 +186,7 @@ def load_routes(session: Session) -> dict[str, Route]:
             strategy=row.strategy,
             state=row.state,
             stratum=_stratum_clock(row),
+            mirror_bp=max(1, min(10_000, row.mirror_bp)),
         )
     for model_id, name in models.items():
         if name in table:

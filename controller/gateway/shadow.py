@@ -7,7 +7,8 @@ first when the gateway itself is saturated: while the event loop runs late
 (:class:`LoopLag` above ``shed_lag_s``) every copy is dropped and counted (reason
 ``overload``), since each one would take CPU from the champion's requests. The challenger's
 outcome goes into its arm's statistics, and whether its predicted class equals the champion's
-into ``compared/agreed``.
+into ``compared/agreed``. The gateway records the champion's answer only for a copy that was
+queued (``submit`` says so), so both arms are measured on the same requests.
 """
 
 from __future__ import annotations
@@ -74,19 +75,21 @@ class ShadowMirror:
             asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self._concurrency)
         ]
 
-    def submit(self, copy: ShadowCopy) -> None:
+    def submit(self, copy: ShadowCopy) -> bool:
+        """Queues ``copy``; False when it was dropped or shed instead (and counted so)."""
         lag = self._lag
         if lag is not None and lag.lag_s > self._shed_lag_s:
             self.shed += 1
             self._drop(copy, "overload")
-            return
+            return False
         if self._queue is not None:
             try:
                 self._queue.put_nowait(copy)
-                return
+                return True
             except asyncio.QueueFull:
                 pass
         self._drop(copy, "queue_full")
+        return False
 
     def _drop(self, copy: ShadowCopy, reason: str) -> None:
         self.dropped += 1

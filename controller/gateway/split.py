@@ -8,6 +8,10 @@ a user who saw the challenger keeps seeing it as the canary advances. Hashing th
 too keeps one user's exposure independent across models. Without a key the choice is random.
 Blue-green is weight 10000: one atomic switch of the routing table.
 
+A sampled shadow mirrors a request iff ``bucket(model, key) < mirror_bp`` (:func:`mirrored`):
+the same rule, so a user's requests are mirrored consistently, and the users mirrored at
+``P`` % are the ones a canary step of ``P`` % would send to the challenger first.
+
 For the statistics, a keyed request also carries its key's *unit bucket* (one of
 ``UNIT_BUCKETS``), from other bits of the same kind of hash than the routing bucket's, so the
 unit bucket is independent of the arm: the variance can then follow the key, the unit that was
@@ -40,6 +44,11 @@ def goes_to_challenger(model: bytes, key: bytes | None, weight_bp: int) -> bool:
     if key is None:
         return _random() * BUCKETS < weight_bp
     return bucket(model, key) < weight_bp
+
+
+def mirrored(model: bytes, key: bytes | None, mirror_bp: int) -> bool:
+    """Whether a shadow copies this request: sticky by key, random without one."""
+    return goes_to_challenger(model, key, mirror_bp)
 
 
 def unit_bucket(model: bytes, key: bytes) -> int:

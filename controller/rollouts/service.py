@@ -106,6 +106,7 @@ def start_rollout(
         champion_version_id=champion.id,
         challenger_version_id=candidate.id,
         strategy=plan.strategy,
+        mirror_bp=plan.mirror_bp,
         state=RolloutState.pending,
         plan=plan.to_json(),
         alpha=plan.alpha,
@@ -359,6 +360,7 @@ def desired_weights(session: Session, rollout: Rollout) -> DesiredWeights:
         ),
         challenger_weight_bp=rollout.challenger_weight_bp if challenger else 0,
         mirror=rollout.mirror if challenger else False,
+        mirror_percent=rollout.mirror_bp / 100,
     )
 
 

@@ -46,6 +46,7 @@ def describe(session: Session, rollout: Rollout) -> dict[str, Any]:
         "step_index": rollout.step_index,
         "challenger_weight_bp": rollout.challenger_weight_bp,
         "mirror": rollout.mirror,
+        "mirror_percent": rollout.mirror_bp / 100,
     }
 
 

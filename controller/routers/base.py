@@ -31,6 +31,7 @@ class DesiredWeights:
     challenger: ServedVersion | None
     challenger_weight_bp: int
     mirror: bool
+    mirror_percent: float = 100.0  # while mirroring: the share of requests to copy
 
     def to_json(self) -> dict[str, Any]:
         return {"event": "router.weights", **asdict(self)}

@@ -42,6 +42,18 @@ def test_plans_validate_their_fields() -> None:
     assert RolloutPlan(strategy="shadow", steps=()).steps == ()
 
 
+def test_a_shadow_mirrors_a_share_in_basis_points_and_only_a_shadow_does() -> None:
+    assert RolloutPlan(strategy="shadow", mirror_percent=12.5).mirror_bp == 1250
+    assert RolloutPlan(strategy="shadow").mirror_bp == 10_000
+    for bad in (0, -5, 100.5, 0.001):
+        with pytest.raises(InvalidInput, match="mirror_percent must be"):
+            RolloutPlan(strategy="shadow", mirror_percent=bad)
+    with pytest.raises(InvalidInput, match="shadow strategy only"):
+        RolloutPlan(strategy="canary", mirror_percent=25)
+    plan = RolloutPlan(strategy="shadow", mirror_percent=25)
+    assert RolloutPlan.from_json(plan.to_json()) == plan
+
+
 def test_max_strata_is_fixed_by_the_plan() -> None:
     # 6 h of 10-minute blocks, one partial block per step and one for the shadow phase.
     assert RolloutPlan().max_strata() == 36 + 5 + 1

@@ -104,3 +104,13 @@ def test_the_champion_page_charts_each_statistic_against_its_reference() -> None
     assert page.count("<svg") == 4  # a value chart and a detector chart per check
     empty = render_html([], champion=WatchOut(report=report, history=[]))
     assert "No judged blocks yet" in empty
+
+
+def test_a_sampled_shadow_says_its_share_in_the_report_and_the_ci_summary() -> None:
+    from controller.cli.summary import markdown
+
+    history = rolled_back_after_one_look()
+    sampled = history.rollout.model_copy(update={"strategy": "shadow", "mirror_percent": 25.0})
+    assert "(shadow, mirroring 25%)" in render_html([RolloutHistory(sampled, history.observations)])
+    assert "Strategy shadow, mirroring 25%," in markdown(sampled)
+    assert "Strategy canary," in markdown(history.rollout)  # a full shadow or canary: no share

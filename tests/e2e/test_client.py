@@ -13,7 +13,7 @@ import pytest
 
 from controller.config import ControllerSettings
 from controller.stats import Report
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, InvalidInput, NotFound
 from shelf import Client, RolloutTimeout, Unreachable
 from shelf.demo.traffic import Traffic
 from tests.conftest import free_port
@@ -122,6 +122,12 @@ def test_a_ci_job_in_python_registers_rolls_out_and_rolls_back(
         assert client.abort("fraud").state == "aborted"
         with pytest.raises(NotFound):
             client.version("fraud@99")
+
+        sampled = client.start_rollout("fraud", 2, strategy="shadow", mirror_percent=12.5)
+        assert sampled.mirror_percent == 12.5 and sampled.plan["mirror_percent"] == 12.5
+        assert client.abort("fraud").state == "aborted"
+        with pytest.raises(InvalidInput, match="shadow strategy only"):
+            client.start_rollout("fraud", 2, mirror_percent=50)
 
 
 def _request_id_within_rollout(gateway_url: str) -> str:

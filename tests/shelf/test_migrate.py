@@ -120,6 +120,8 @@ def test_observations_stored_as_summaries_become_reports_and_back(database_url: 
         migrate.upgrade(database_url)
         with engine.connect() as connection:
             stored = connection.execute(text("SELECT evidence FROM rollout_observations")).scalar()
+            mirror_bp = connection.execute(text("SELECT mirror_bp FROM rollouts")).scalar()
+        assert mirror_bp == 10_000  # 0007: a rollout from before mirrored every request
         report = Report.model_validate(json.loads(stored) if isinstance(stored, str) else stored)
         assert report.verdict == "harm"
         harm = report.guardrail("error_rate")

@@ -142,6 +142,7 @@ def start_rollout(
     weight_bp: int,
     mirror: bool = False,
     strategy: str = "canary",
+    mirror_bp: int = 10_000,
 ) -> int:
     with database.session() as session:
         model = session.scalar(select(Model).where(Model.name == name))
@@ -156,6 +157,7 @@ def start_rollout(
             state="shadowing" if mirror else "canary",
             challenger_weight_bp=weight_bp,
             mirror=mirror,
+            mirror_bp=mirror_bp,
             plan={},
             step_started_at=now,
             created_at=now,

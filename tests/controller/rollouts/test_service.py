@@ -166,3 +166,19 @@ def test_transitions_queue_webhooks_for_the_model_and_global_hooks(database: Dat
     assert [d.event for d in deliveries] == ["rollout.started"]
     assert deliveries[0].payload["model"] == "fraud"
     assert deliveries[0].payload["challenger_version"] == 2
+
+
+def test_a_sampled_shadow_is_stored_announced_and_routed(database: Database) -> None:
+    from controller.gateway.routing import load_routes
+
+    model_with_versions(database)
+    plan = RolloutPlan(strategy="shadow", steps=(), mirror_percent=25, shadow_min_samples=10)
+    with database.session() as session:
+        rollout = service.start_rollout(session, "fraud", 2, plan, "alice")
+        assert rollout.mirror_bp == 2500
+        assert service.desired_weights(session, rollout).mirror_percent == 25.0
+    started = events(database, "rollout.")[-1]
+    assert started.payload["mirror_percent"] == 25.0
+    with database.session() as session:
+        route = load_routes(session)["fraud"]
+    assert route.mirror_bp == 2500 and route.to_json()["mirror_percent"] == 25.0

@@ -48,7 +48,7 @@ from controller.gateway.routing import (
 )
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
-from controller.gateway.split import goes_to_challenger, unit_bucket
+from controller.gateway.split import pick, unit_bucket
 from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
 from registry.auth import Authenticator
 from registry.config import Role
@@ -174,12 +174,10 @@ class GatewayApp:
         assert self.upstream is not None
         challenger = route.challenger
         arm = route.champion
-        if (
-            challenger is not None
-            and not route.mirror
-            and goes_to_challenger(route.model.encode(), key, route.weight_bp)
-        ):
-            arm = challenger
+        if route.ranges and not route.mirror:
+            position = pick(route.model.encode(), key, route.ranges)
+            if position >= 0:
+                arm = route.challengers[position]
         method: str = scope["method"]
         # The routing key's bucket: the unit the variance follows (None: each request its own).
         unit = (
@@ -188,7 +186,7 @@ class GatewayApp:
             else None
         )
         result, predicted = await self._call(route, arm, method, upstream_path, forward, body, unit)
-        if arm is challenger and result.failed and self._retry_on_champion(result, method):
+        if arm is not route.champion and result.failed and self._retry_on_champion(result, method):
             self.metrics.retried_on_champion.labels(route.model, result.outcome).inc()
             arm = route.champion
             result, predicted = await self._call(

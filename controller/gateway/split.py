@@ -8,6 +8,14 @@ a user who saw the challenger keeps seeing it as the canary advances. Hashing th
 too keeps one user's exposure independent across models. Without a key the choice is random.
 Blue-green is weight 10000: one atomic switch of the routing table.
 
+With several challengers (A/B/n) each owns a disjoint range of buckets: challenger ``i`` of
+``k`` takes ``[i * 10000 // k, i * 10000 // k + weight_i)``, a range that only grows from its
+fixed start as its weight grows (a weight is at most ``10000 // (k + 1)``, below the slot
+width, so ranges never overlap). A key therefore stays on its arm as weights change, moves only
+from the champion to a challenger when that challenger's weight grows, and when a challenger
+is dropped its range (and only its range) returns to the champion. One challenger is the
+special case ``k = 1``: the range ``[0, weight)`` of the rule above.
+
 For the statistics, a keyed request also carries its key's *unit bucket* (one of
 ``UNIT_BUCKETS``), from other bits of the same kind of hash than the routing bucket's, so the
 unit bucket is independent of the arm: the variance can then follow the key, the unit that was
@@ -40,6 +48,23 @@ def goes_to_challenger(model: bytes, key: bytes | None, weight_bp: int) -> bool:
     if key is None:
         return _random() * BUCKETS < weight_bp
     return bucket(model, key) < weight_bp
+
+
+def slot_start(position: int, challengers: int) -> int:
+    """Where challenger ``position`` (0-based) of ``challengers``' bucket range starts."""
+    return position * BUCKETS // max(challengers, 1)
+
+
+def pick(model: bytes, key: bytes | None, ranges: tuple[tuple[int, int], ...]) -> int:
+    """Which of the challengers' bucket ranges ``(start, weight)`` the request falls in, by
+    position; -1 for the champion. Without a key the draw is random with the same shares."""
+    if not ranges:
+        return -1
+    point = int(_random() * BUCKETS) if key is None else bucket(model, key)
+    for position, (start, weight) in enumerate(ranges):
+        if start <= point < start + weight:
+            return position
+    return -1
 
 
 def unit_bucket(model: bytes, key: bytes) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
@@ -10,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from controller.api.schemas import (
     ArmSummary,
+    ChallengerLook,
+    ChallengerOut,
     ObservationOut,
     RollbackRequest,
     RolloutCreate,
@@ -18,6 +21,7 @@ from controller.api.schemas import (
 )
 from controller.plans import DEFAULT_STEPS, RolloutPlan
 from controller.rollouts import service
+from controller.rollouts.arms import challengers_of
 from controller.stats import ArmStats, Report
 from controller.tables import Rollout, RolloutObservation
 from controller.vocabulary import ARMS, Strategy
@@ -39,11 +43,35 @@ def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
     observed = row.observed or {}
     arms = observed.get("arms", {})
     evidence = observed.get("evidence")
+    per_arm = observed.get("challengers") or {}
+    challengers = []
+    for arm in challengers_of(row):
+        version = session.get(ModelVersion, arm.version_id)
+        assert version is not None
+        found = per_arm.get(arm.arm)
+        challengers.append(
+            ChallengerOut(
+                arm=arm.arm,
+                version=version.version,
+                weight_bp=arm.weight_bp,
+                status=arm.status,
+                reason=arm.reason,
+                evidence=Report.model_validate(found) if found else None,
+            )
+        )
+    review_timeout = float(row.plan.get("review_timeout_s", 3600.0))
+    names = [*ARMS, *(c.arm for c in challengers if c.arm not in ARMS)]
     return RolloutOut(
         id=row.id,
         model=model,
         champion_version=champion.version,
         challenger_version=challenger.version,
+        challengers=challengers,
+        on_harm=row.plan.get("on_harm", "rollback"),
+        harm_paused_at=row.harm_paused_at,
+        review_deadline=(
+            row.harm_paused_at + timedelta(seconds=review_timeout) if row.harm_paused_at else None
+        ),
         strategy=row.strategy,
         state=row.state,
         resume_state=row.resume_state,
@@ -60,7 +88,7 @@ def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
         observed_at=row.observed_at,
         evidence=Report.model_validate(evidence) if evidence else None,
         router=router_status(row),
-        arms={arm: ArmSummary.of(ArmStats.from_json(arms.get(arm, {}))) for arm in ARMS},
+        arms={arm: ArmSummary.of(ArmStats.from_json(arms.get(arm, {}))) for arm in names},
     )
 
 
@@ -99,6 +127,9 @@ def plan_of(body: RolloutCreate) -> RolloutPlan:
         time_block_s=body.time_block_s,
         warmup_s=body.warmup_s,
         metrics=body.metrics.model_dump() if body.metrics is not None else None,
+        on_harm=body.on_harm,
+        review_timeout_s=body.review_timeout_s,
+        primary_metric=body.primary_metric,
     )
 
 
@@ -114,7 +145,7 @@ def start(
         row = service.start_rollout(
             session,
             name,
-            body.challenger,
+            body.versions(),
             plan,
             who.name,
             ctx.settings.outbound_policy(),
@@ -184,6 +215,14 @@ def observations(
                 champion_requests=r.champion_requests,
                 challenger_requests=r.challenger_requests,
                 evidence=Report.model_validate(r.evidence),
+                challengers=(
+                    {
+                        arm: ChallengerLook.model_validate(look)
+                        for arm, look in r.challengers.items()
+                    }
+                    if r.challengers
+                    else None
+                ),
             )
             for r in rows
         ]

@@ -51,6 +51,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Earlier code knows no paused_on_harm: such a rollout waits as a plain pause (its
+    # challenger stays at weight 0 until a person resumes or rolls it back).
+    op.execute(
+        "UPDATE rollouts SET resume_state = COALESCE(resume_state, 'canary'), state = 'paused' "
+        "WHERE state = 'paused_on_harm'"
+    )
     with op.batch_alter_table("rollout_observations", schema=None) as batch_op:
         batch_op.drop_column("challengers")
     with op.batch_alter_table("rollouts", schema=None) as batch_op:

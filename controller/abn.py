@@ -52,7 +52,7 @@ def decide_arms(
     suspended), in arm order; ``challengers`` is how many the rollout started with (it fixes
     the weights' cap and the alpha split, which dropping one does not change)."""
     if position.state == RolloutState.pending:
-        return decide(plan, position, CONTINUE, "", 0, now)
+        return _capped(plan, decide(plan, position, CONTINUE, "", 0, now), challengers)
     harmful = [c for c in contenders.values() if c.report.verdict == HARM]
     if harmful and position.state in HARM_STATES:
         return _on_harm(plan, harmful, contenders)
@@ -73,11 +73,8 @@ def decide_arms(
     reason = "; ".join(f"{c.arm}: {c.report.reason}" for c in contenders.values())
     in_step = min(c.in_step for c in contenders.values())
     action = decide(plan, replace(position, step_start_samples=0), verdict, reason, in_step, now)
-    if action.kind == ActionKind.set_step:
-        weight = plan.challenger_weight_bp(action.step_index, challengers)
-        return replace(action, weight_bp=weight)
     if action.kind != ActionKind.promote:
-        return action
+        return _capped(plan, action, challengers)
     timed_out = (now - position.started_at).total_seconds() >= plan.max_duration_s
     if challengers > 1 and verdict != NO_HARM and not timed_out:
         # With several challengers the champion serves at every step, and the winner is only
@@ -91,6 +88,13 @@ def decide_arms(
         arms=(winner.arm,),
         reason=f"{action.reason}; best by {plan.primary()}: {winner.arm} (v{winner.version})",
     )
+
+
+def _capped(plan: RolloutPlan, action: Action, challengers: int) -> Action:
+    """A step's weight as each of ``challengers`` gets it (:meth:`challenger_weight_bp`)."""
+    if action.kind != ActionKind.set_step:
+        return action
+    return replace(action, weight_bp=plan.challenger_weight_bp(action.step_index, challengers))
 
 
 def _on_harm(

@@ -162,7 +162,7 @@ def _arm_observations(observations: Sequence[ObservationOut], arm: str) -> list[
 
 
 def _guardrail_charts(
-    start: float, span: float, observations: Sequence[ObservationOut], label: str = ""
+    start: float, span: float, observations: Sequence[ObservationOut], prefix: str = ""
 ) -> list[str]:
     metrics: list[str] = []
     for obs in observations:
@@ -206,7 +206,7 @@ def _guardrail_charts(
         band.dots(effects, COLOURS[Arm.challenger])
         verdict = points[-1][1].verdict if points else CONTINUE
         charts.append(
-            f"<h3>{html.escape(label)}{html.escape(metric)} "
+            f"<h3>{html.escape(prefix)}{html.escape(metric)} "
             f'<span style="color:{VERDICT_COLOURS.get(verdict, "#000")}">'
             f"{html.escape(verdict)}</span></h3>"
             + band.svg(

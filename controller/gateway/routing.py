@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from controller.gateway.recorder import ArmKey
-from controller.gateway.split import BUCKETS, slot_start
+from controller.gateway.split import slot_start
 from controller.strata import StratumClock, stratum_clock
 from controller.tables import Rollout
 from controller.vocabulary import (
@@ -142,7 +142,8 @@ def _challengers(row: Any, versions: dict[int, tuple[int, int, str]]) -> tuple[R
         if version is None:
             continue
         start = slot_start(position, len(listed))
-        weight = max(0, min(BUCKETS - start, int(item.get("weight_bp") or 0)))
+        width = slot_start(position + 1, len(listed)) - start  # ranges never overlap
+        weight = max(0, min(width, int(item.get("weight_bp") or 0)))
         key = (row.id, row.model_id, item["version_id"], item["arm"])
         arms.append(
             _arm(item["arm"], version, item["version_id"], key, position + 1, weight, start)

@@ -60,6 +60,9 @@ def test_several_challengers_share_the_step_capped_so_the_champion_keeps_as_much
     assert [plan.challenger_weight_bp(i, 3) for i in range(4)] == [100, 1000, 2500, 2500]
     first = decide_arms(plan, at("pending"), contenders(("continue", 0.0)), T0, 3)
     assert first.kind == "set_step" and first.weight_bp == 100
+    halves = RolloutPlan(steps=(50, 100))
+    opening = decide_arms(halves, at("pending"), contenders(("continue", 0.0)), T0, 2)
+    assert opening.kind == "set_step" and opening.weight_bp == 3333
 
 
 def test_a_harmful_challenger_is_dropped_while_the_others_go_on() -> None:

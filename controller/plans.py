@@ -4,6 +4,7 @@ Pure: ``decide`` looks at a rollout's plan, position and the guardrails' verdict
 what should happen next; the reconciler applies it to the database. States:
 
     pending -> shadowing -> canary (step k) -> promoted | rolled_back | aborted, plus paused
+    (by hand) and paused_on_harm (``on_harm="pause"``; decided in :mod:`controller.abn`)
 """
 
 from __future__ import annotations

@@ -33,10 +33,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("challengers", _JSON, nullable=True))
     connection = op.get_bind()
     rows = connection.execute(
-        sa.text("SELECT id, challenger_version_id, challenger_weight_bp, state FROM rollouts")
+        sa.text(
+            "SELECT id, challenger_version_id, challenger_weight_bp, state, step_start_samples "
+            "FROM rollouts"
+        )
     ).all()
     rollouts = sa.table("rollouts", sa.column("id", sa.Integer), sa.column("challengers", _JSON))
-    for rollout_id, version_id, weight_bp, state in rows:
+    for rollout_id, version_id, weight_bp, state, step_start_samples in rows:
         status = {"promoted": "promoted", "rolled_back": "dropped"}.get(state, "active")
         arm = {
             "arm": "challenger",
@@ -44,6 +47,7 @@ def upgrade() -> None:
             "weight_bp": weight_bp or 0,
             "status": status,
             "reason": "",
+            "step_start_samples": step_start_samples or 0,
         }
         connection.execute(
             rollouts.update().where(rollouts.c.id == rollout_id).values(challengers=[arm])

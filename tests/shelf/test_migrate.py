@@ -173,9 +173,15 @@ def test_existing_rollouts_list_their_one_challenger_after_0006(database_url: st
                         "challenger_weight_bp, mirror, plan, alpha, reason, revision, "
                         "step_start_samples, created_at, updated_at, created_by) VALUES "
                         "(:id, 1, 1, 2, 'canary', :state, 1, :weight, false, '{}', 0.05, '', 1, "
-                        "0, :now, :now, 't')"
+                        ":start, :now, :now, 't')"
                     ),
-                    {"id": rollout_id, "state": state, "weight": weight, "now": now},
+                    {
+                        "id": rollout_id,
+                        "state": state,
+                        "weight": weight,
+                        "start": 700 * rollout_id,
+                        "now": now,
+                    },
                 )
         migrate.upgrade(database_url)
         with engine.connect() as connection:
@@ -189,6 +195,7 @@ def test_existing_rollouts_list_their_one_challenger_after_0006(database_url: st
                     "weight_bp": 0,
                     "status": "promoted",
                     "reason": "",
+                    "step_start_samples": 700,
                 }
             ],
             [
@@ -198,6 +205,7 @@ def test_existing_rollouts_list_their_one_challenger_after_0006(database_url: st
                     "weight_bp": 2500,
                     "status": "active",
                     "reason": "",
+                    "step_start_samples": 1400,
                 }
             ],
         ]

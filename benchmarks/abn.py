@@ -250,7 +250,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer replications (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="fewer replications (about 2 min)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--reps", type=int, default=None, help="replications per scenario")
     parser.add_argument("--seed", type=int, default=20261128)

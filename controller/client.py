@@ -152,8 +152,14 @@ class RolloutClient:
     def resume(self, name: str) -> RolloutOut:
         return self._control(name, "resume")
 
-    def promote(self, name: str) -> RolloutOut:
-        return self._control(name, "promote")
+    def promote(self, name: str, version: int | None = None) -> RolloutOut:
+        """Promotes the active rollout's challenger ``version`` (A/B/n), or its first in play."""
+        if version is None:
+            return self._control(name, "promote")
+        check_model_name(name)
+        return RolloutOut.model_validate(
+            self.connection.post(f"/v1/models/{name}/rollout/promote", params={"version": version})
+        )
 
     def abort(self, name: str) -> RolloutOut:
         return self._control(name, "abort")

@@ -31,6 +31,7 @@ from registry.auth import Principal
 from registry.config import Role
 from registry.db.tables import Model, ModelVersion
 from registry.errors import NotFound
+from registry.names import MAX_NUMBER
 from registry.services.lookup import get_model
 
 router = APIRouter(prefix="/v1", tags=["rollouts"])
@@ -232,7 +233,6 @@ def _control(action: str) -> Callable[..., RolloutOut]:
     operations = {
         "pause": service.pause,
         "resume": service.resume,
-        "promote": service.promote,
         "abort": service.abort,
     }
 
@@ -250,7 +250,25 @@ def _control(action: str) -> Callable[..., RolloutOut]:
     return endpoint
 
 
-for _action in ("pause", "resume", "promote", "abort"):
+@router.post("/models/{name}/rollout/promote", response_model=RolloutOut, name="promote_rollout")
+def promote_rollout(
+    name: ModelName,
+    version: int | None = Query(
+        None,
+        ge=1,
+        le=MAX_NUMBER,
+        description="The challenger to promote (A/B/n); default the first",
+    ),
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.deploy)),
+) -> RolloutOut:
+    """Promote the model's active rollout: its challenger ``version``, or the first in play."""
+    with ctx.database.session() as session:
+        row = service.promote_by_hand(session, name, who.name, version)
+        return rollout_out(session, row, name)
+
+
+for _action in ("pause", "resume", "abort"):
     router.add_api_route(
         f"/models/{{name}}/rollout/{_action}",
         _control(_action),

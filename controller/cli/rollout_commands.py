@@ -556,8 +556,26 @@ def _control(action: str) -> click.Command:
     return command
 
 
-for _action in ("pause", "promote", "abort"):
+for _action in ("pause", "abort"):
     rollout.add_command(_control(_action))
+
+
+@rollout.command("promote")
+@click.argument("name")
+@click.option(
+    "--challenger", "version", type=int, help="Which challenger (A/B/n) [default: the first]"
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rollout_promote(ctx: click.Context, name: str, version: int | None, as_json: bool) -> None:
+    """Promote the active rollout of NAME now: its challenger becomes champion."""
+    result = client_of(ctx).promote(name, version)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+    else:
+        output.console.print(
+            f"{name} rollout {result.id}: {result.state} (v{result.challenger_version})"
+        )
 
 
 @rollout.command("resume")
@@ -609,7 +627,7 @@ def rollout_list(ctx: click.Context, name: str, as_json: bool) -> None:
         [
             [
                 r.id,
-                r.challenger_version,
+                ", ".join(str(c.version) for c in r.challengers) or r.challenger_version,
                 r.champion_version,
                 r.strategy,
                 r.state,

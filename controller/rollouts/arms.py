@@ -56,15 +56,19 @@ def challengers_of(rollout: Rollout) -> list[ChallengerArm]:
 
 def store(rollout: Rollout, arms: list[ChallengerArm]) -> dict[str, Any]:
     """Writes ``arms`` to the row, and the lead challenger into the single-challenger columns;
-    returns those column changes (for :func:`controller.rollouts.transitions.transition`)."""
+    returns those column changes too (to pass on to
+    :func:`controller.rollouts.transitions.transition`)."""
     rollout.challengers = [a.to_json() for a in arms]
     lead = next((a for a in arms if a.status == ChallengerStatus.promoted), None)
     lead = lead or next((a for a in arms if a.in_play), None)
     lead = lead or next((a for a in arms if a.status == ChallengerStatus.suspended), arms[0])
-    return {
+    changes = {
         "challenger_version_id": lead.version_id,
         "challenger_weight_bp": sum(a.weight_bp for a in arms),
     }
+    for column, value in changes.items():
+        setattr(rollout, column, value)
+    return changes
 
 
 def with_status(

@@ -312,6 +312,24 @@ def promote(
     return rollout
 
 
+def promote_by_hand(session: Session, name: str, actor: str, version: int | None = None) -> Rollout:
+    """A person promotes: challenger ``version`` (one still in play or suspended), or without
+    one the first challenger in play."""
+    _, rollout = require_active(session, name)
+    if version is None:
+        return promote(session, name, actor, rollout=rollout)
+    eligible = [a for a in challengers_of(rollout) if a.in_play or a.status == "suspended"]
+    for arm in eligible:
+        candidate = session.get(ModelVersion, arm.version_id)
+        if candidate is not None and candidate.version == version:
+            return promote(session, name, actor, rollout=rollout, winner=arm.arm)
+    numbers = [session.get(ModelVersion, a.version_id) for a in eligible]
+    raise InvalidInput(
+        f"version {version} is not a challenger in play in the rollout of {name!r}; in play: "
+        + (", ".join(str(v.version) for v in numbers if v is not None) or "none")
+    )
+
+
 def abort(session: Session, name: str, actor: str) -> Rollout:
     _, rollout = require_active(session, name)
     transition(session, rollout, RolloutState.aborted, actor, f"aborted by {actor}")

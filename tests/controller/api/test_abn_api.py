@@ -57,3 +57,17 @@ def test_one_or_several_challengers_and_clear_errors(api: TestClient) -> None:
         ("challenger-3", 4, "active"),
     ]
     assert set(several.json()["arms"]) == {"champion", "challenger", "challenger-2", "challenger-3"}
+
+
+def test_a_person_promotes_the_challenger_they_choose(api: TestClient) -> None:
+    started = api.post("/v1/models/fraud/rollouts", json={"challengers": [2, 3]})
+    assert started.status_code == 201, started.text
+    wrong = api.post("/v1/models/fraud/rollout/promote", params={"version": 4})
+    assert wrong.status_code == 422 and "in play: 2, 3" in wrong.json()["message"]
+    chosen = api.post("/v1/models/fraud/rollout/promote", params={"version": 3})
+    assert chosen.status_code == 200, chosen.text
+    body = chosen.json()
+    assert body["state"] == "promoted" and body["challenger_version"] == 3
+    assert [c["status"] for c in body["challengers"]] == ["dropped", "promoted"]
+    champion = api.get("/v1/models/fraud/versions/3").json()
+    assert "champion" in champion["aliases"]

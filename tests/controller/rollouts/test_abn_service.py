@@ -110,8 +110,15 @@ def test_a_harmful_challenger_is_dropped_and_the_best_of_the_rest_promoted(
     database: Database, reconciler: Reconciler
 ) -> None:
     model_with_versions(database, count=4)
+    # Within 5 points is non-inferior: v2 (1 % errors) and v4 (none) both qualify, v4 is best.
+    plan = RolloutPlan(
+        **{
+            **PLAN.to_json(),
+            "guardrail_options": {"error_rate": {"margin": 0.05, "tolerance": 0.05}},
+        }
+    )
     with database.session() as session:
-        rollout_id = service.start_rollout(session, "fraud", [2, 3, 4], PLAN, "alice").id
+        rollout_id = service.start_rollout(session, "fraud", [2, 3, 4], plan, "alice").id
     reconciler.reconcile(rollout_id)  # pending -> step 1: 10 % each
     assert [a.weight_bp for a in challengers_of(rollout_of(database, rollout_id))] == [1000] * 3
     with database.session() as session:
@@ -150,6 +157,12 @@ def test_a_harmful_challenger_is_dropped_and_the_best_of_the_rest_promoted(
     promoted = events(database, "rollout.promoted")[0].payload
     assert promoted["winner"] == "challenger-3" and promoted["primary_metric"] == "error_rate"
     assert set(promoted["candidates"]) == {"challenger", "challenger-2", "challenger-3"}
+    final = {a.arm: a.status for a in challengers_of(rollout_of(database, rollout_id))}
+    assert final == {
+        "challenger": "dropped",  # in play, non-inferior, not the best
+        "challenger-2": "dropped",
+        "challenger-3": "promoted",
+    }
     steps = events(database, "rollout.canary")
     assert steps[-1].payload["challengers"][0]["weight_bp"] == 2500
 

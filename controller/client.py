@@ -40,7 +40,7 @@ class RolloutClient:
     def start_rollout(
         self,
         name: str,
-        challenger: int,
+        challenger: int | Sequence[int],
         *,
         strategy: Strategy | str = Strategy.canary,
         steps: Sequence[float] | None = None,
@@ -57,13 +57,23 @@ class RolloutClient:
         warmup_s: float | None = None,
         router: RouterSpec | None = None,
         metrics: PrometheusQueries | None = None,
+        on_harm: str = "rollback",
+        review_timeout_s: float | None = None,
+        primary_metric: str | None = None,
     ) -> RolloutOut:
-        """Starts rolling out version ``challenger`` of ``name`` against its champion. The
-        defaults are the API's (``POST /v1/models/{name}/rollouts``); ``router`` sends the
-        weights to another data plane instead of the built-in gateway."""
+        """Starts rolling out version ``challenger`` of ``name`` against its champion, or
+        several versions at once (A/B/n) when ``challenger`` is a sequence. The defaults are
+        the API's (``POST /v1/models/{name}/rollouts``); ``router`` sends the weights to
+        another data plane instead of the built-in gateway."""
         check_model_name(name)
+        named: dict[str, Any] = (
+            {"challenger": challenger}
+            if isinstance(challenger, int)
+            else {"challengers": list(challenger)}
+        )
         body: dict[str, Any] = {
-            "challenger": challenger,
+            **named,
+            "on_harm": on_harm,
             "strategy": str(strategy),
             "min_samples": min_samples,
             "min_step_duration_s": min_step_duration_s,
@@ -86,6 +96,10 @@ class RolloutClient:
             body["router"] = router.model_dump(exclude_none=True)
         if metrics is not None:
             body["metrics"] = metrics.model_dump(exclude_none=True)
+        if review_timeout_s is not None:
+            body["review_timeout_s"] = review_timeout_s
+        if primary_metric is not None:
+            body["primary_metric"] = primary_metric
         return RolloutOut.model_validate(self.connection.post(f"/v1/models/{name}/rollouts", body))
 
     def rollout(self, name: str) -> RolloutOut:
@@ -140,8 +154,14 @@ class RolloutClient:
     def resume(self, name: str) -> RolloutOut:
         return self._control(name, "resume")
 
-    def promote(self, name: str) -> RolloutOut:
-        return self._control(name, "promote")
+    def promote(self, name: str, version: int | None = None) -> RolloutOut:
+        """Promotes the active rollout's challenger ``version`` (A/B/n), or its first in play."""
+        if version is None:
+            return self._control(name, "promote")
+        check_model_name(name)
+        return RolloutOut.model_validate(
+            self.connection.post(f"/v1/models/{name}/rollout/promote", params={"version": version})
+        )
 
     def abort(self, name: str) -> RolloutOut:
         return self._control(name, "abort")

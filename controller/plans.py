@@ -4,6 +4,7 @@ Pure: ``decide`` looks at a rollout's plan, position and the guardrails' verdict
 what should happen next; the reconciler applies it to the database. States:
 
     pending -> shadowing -> canary (step k) -> promoted | rolled_back | aborted, plus paused
+    (by hand) and paused_on_harm (``on_harm="pause"``; decided in :mod:`controller.abn`)
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ from typing import Any
 
 from controller.metric_sources.queries import PrometheusQueries
 from controller.stats import HARM, NO_HARM, Guardrail, Verdict, parse_guardrails
-from controller.vocabulary import DEFAULT_TIME_BLOCK_S, STRATEGIES, RolloutState, Strategy
+from controller.vocabulary import (
+    DEFAULT_TIME_BLOCK_S,
+    STRATEGIES,
+    OnHarm,
+    RolloutState,
+    Strategy,
+)
 from registry.errors import InvalidInput
 
 TIMEOUT_POLICIES = ("rollback", "promote")
+HARM_POLICIES: tuple[str, ...] = tuple(p.value for p in OnHarm)
+DEFAULT_REVIEW_TIMEOUT_S = 3600.0
 DEFAULT_STEPS = (1, 5, 25, 50, 100)
 FULL_BP = 10_000
 
@@ -49,6 +58,12 @@ class RolloutPlan:
 
     ``metrics`` (a ``PrometheusQueries``) reads the arms' statistics from Prometheus instead of
     the gateway, for traffic a webhook router splits elsewhere.
+
+    ``on_harm`` says what harm does: ``rollback`` ends the rollout (with several challengers:
+    drops the harmful one, the others go on), ``pause`` sets the harmful challenger's weight to
+    0 and waits in ``paused_on_harm`` for a person, at most ``review_timeout_s`` before rolling
+    back. ``primary_metric`` (a guardrail; default the first) picks the winner when several
+    challengers are non-inferior at the last step (docs/rollouts.md).
     """
 
     strategy: str = "canary"
@@ -66,6 +81,9 @@ class RolloutPlan:
     time_block_s: float = DEFAULT_TIME_BLOCK_S
     warmup_s: float = 0.0
     metrics: dict[str, Any] | None = None
+    on_harm: str = OnHarm.rollback.value
+    review_timeout_s: float = DEFAULT_REVIEW_TIMEOUT_S
+    primary_metric: str | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -97,7 +115,18 @@ class RolloutPlan:
             )
         object.__setattr__(self, "steps", tuple(float(s) for s in steps))
         object.__setattr__(self, "guardrails", tuple(self.guardrails))
-        self.judged_by()  # a plan with unknown guardrails is refused now, not at its first look
+        judged = self.judged_by()  # unknown guardrails are refused now, not at the first look
+        if self.on_harm not in HARM_POLICIES:
+            raise InvalidInput(f"on_harm must be one of {', '.join(HARM_POLICIES)}")
+        if not 0 < self.review_timeout_s <= 30 * 86_400.0:
+            raise InvalidInput("review_timeout_s must be between 0 and 30 days")
+        if self.primary_metric is not None and self.primary_metric not in (
+            g.metric for g in judged
+        ):
+            raise InvalidInput(
+                f"primary metric {self.primary_metric!r} is not one of the guardrails: "
+                + ", ".join(g.metric for g in judged)
+            )
         if self.metrics is not None:
             try:
                 PrometheusQueries.model_validate(self.metrics)
@@ -125,6 +154,20 @@ class RolloutPlan:
 
     def weight_bp(self, step_index: int) -> int:
         return round(self.steps[step_index] * 100)
+
+    def challenger_weight_bp(self, step_index: int, challengers: int) -> int:
+        """Each challenger's weight at a step when the rollout has ``challengers`` of them:
+        the step's share, capped at ``1/(challengers + 1)`` of the traffic when there are
+        several, so the champion always serves at least as much as any challenger (and stays
+        there to be compared with). Three challengers at a 50 % step get 25 % each."""
+        weight = self.weight_bp(step_index)
+        if challengers <= 1:
+            return weight
+        return min(weight, FULL_BP // (challengers + 1))
+
+    def primary(self) -> str:
+        """The metric that picks the best of several non-inferior challengers."""
+        return self.primary_metric or self.judged_by()[0].metric
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -159,6 +202,8 @@ class ActionKind(StrEnum):
     set_step = "set_step"
     promote = "promote"
     roll_back = "roll_back"
+    drop = "drop"  # A/B/n: harmful challengers leave, the others go on
+    pause_on_harm = "pause_on_harm"
 
     @property
     def target_state(self) -> RolloutState | None:
@@ -171,17 +216,22 @@ _TARGET_STATES: dict[ActionKind, RolloutState | None] = {
     ActionKind.set_step: RolloutState.canary,
     ActionKind.promote: RolloutState.promoted,
     ActionKind.roll_back: RolloutState.rolled_back,
+    ActionKind.drop: None,
+    ActionKind.pause_on_harm: RolloutState.paused_on_harm,
 }
 
 
 @dataclass(frozen=True)
 class Action:
-    """What the reconciler should do; ``step_index`` and ``weight_bp`` for ``set_step``."""
+    """What the reconciler should do; ``step_index`` and ``weight_bp`` for ``set_step``;
+    ``arms`` the challengers a ``drop`` or ``pause_on_harm`` concerns, or the one ``promote``
+    chose."""
 
     kind: ActionKind
     reason: str = ""
     step_index: int = 0
     weight_bp: int = 0
+    arms: tuple[str, ...] = ()
 
 
 HOLD = Action(ActionKind.hold)

@@ -19,9 +19,11 @@ from controller.stats.evidence import DISPLAY_UNITS, EffectUnit, display_value
 from controller.vocabulary import Arm
 
 WIDTH, HEIGHT, PAD = 640, 180, 44
+# The other challengers of an A/B/n rollout, in arm order.
+CHALLENGER_COLOURS = ("#c05621", "#6b46c1", "#2c7a7b", "#b83280")
 COLOURS = {
     Arm.champion: "#2b6cb0",
-    Arm.challenger: "#c05621",
+    Arm.challenger: CHALLENGER_COLOURS[0],
     "band": "#fbd38d",
     "margin": "#9b2c2c",
 }
@@ -126,16 +128,41 @@ class _Chart:
         )
 
 
-def _weights_chart(start: float, span: float, observations: Sequence[ObservationOut]) -> str:
+def _weights_chart(
+    start: float, span: float, observations: Sequence[ObservationOut], arms: Sequence[str] = ()
+) -> str:
     chart = _Chart(span, 0, 100)
-    points = [(_time(o.at) - start, o.challenger_weight_bp / 100) for o in observations]
-    chart.line(points, COLOURS[Arm.challenger], step=True)
-    chart.dots(points, COLOURS[Arm.challenger])
-    return chart.svg("challenger traffic (%)", "time since start")
+    if not arms:
+        points = [(_time(o.at) - start, o.challenger_weight_bp / 100) for o in observations]
+        chart.line(points, COLOURS[Arm.challenger], step=True)
+        chart.dots(points, COLOURS[Arm.challenger])
+        return chart.svg("challenger traffic (%)", "time since start")
+    for position, arm in enumerate(arms):
+        colour = CHALLENGER_COLOURS[position % len(CHALLENGER_COLOURS)]
+        points = [
+            (_time(o.at) - start, o.challengers[arm].weight_bp / 100)
+            for o in observations
+            if o.challengers and arm in o.challengers
+        ]
+        chart.line(points, colour, step=True)
+        chart.dots(points, colour)
+    legend = ", ".join(
+        f"{arm} {CHALLENGER_COLOURS[i % len(CHALLENGER_COLOURS)]}" for i, arm in enumerate(arms)
+    )
+    return chart.svg(f"each challenger's traffic (%): {legend}", "time since start")
+
+
+def _arm_observations(observations: Sequence[ObservationOut], arm: str) -> list[ObservationOut]:
+    """The looks with ``arm``'s evidence in place of the lead challenger's."""
+    return [
+        o.model_copy(update={"evidence": o.challengers[arm].evidence})
+        for o in observations
+        if o.challengers and arm in o.challengers
+    ]
 
 
 def _guardrail_charts(
-    start: float, span: float, observations: Sequence[ObservationOut]
+    start: float, span: float, observations: Sequence[ObservationOut], prefix: str = ""
 ) -> list[str]:
     metrics: list[str] = []
     for obs in observations:
@@ -179,7 +206,8 @@ def _guardrail_charts(
         band.dots(effects, COLOURS[Arm.challenger])
         verdict = points[-1][1].verdict if points else CONTINUE
         charts.append(
-            f'<h3>{html.escape(metric)} <span style="color:{VERDICT_COLOURS.get(verdict, "#000")}">'
+            f"<h3>{html.escape(prefix)}{html.escape(metric)} "
+            f'<span style="color:{VERDICT_COLOURS.get(verdict, "#000")}">'
             f"{html.escape(verdict)}</span></h3>"
             + band.svg(
                 f"{metric}: effect and confidence sequence",
@@ -202,15 +230,31 @@ def _guardrail_charts(
 def _section(history: RolloutHistory) -> str:
     r = history.rollout
     observations = list(history.observations)
-    title = (
-        f"{r.model} rollout {r.id}: v{r.champion_version} → v{r.challenger_version} "
-        f"({r.strategy_label})"
-    )
+    several = len(r.challengers) > 1
+    versus = ", ".join(f"v{c.version}" for c in r.challengers) or f"v{r.challenger_version}"
+    title = f"{r.model} rollout {r.id}: v{r.champion_version} → {versus} ({r.strategy_label})"
     colour = {"promoted": "#2f855a", "rolled_back": "#c53030"}.get(r.state, "#4a5568")
     head = (
         f"<h2>{html.escape(title)}</h2><p><b style='color:{colour}'>{html.escape(r.state)}</b>: "
         f"{html.escape(r.reason)}</p>"
     )
+    if r.state == "paused_on_harm" and r.review_deadline is not None:
+        head += (
+            f"<p><b>Paused on harm</b> since {r.harm_paused_at}: resume (fresh evidence) or roll "
+            f"back; rolled back automatically at {r.review_deadline.isoformat()}.</p>"
+        )
+    if several:
+        rows = "".join(
+            f"<tr><td>{html.escape(c.arm)}</td><td>v{c.version}</td>"
+            f"<td>{c.weight_bp / 100:g}%</td><td>{html.escape(c.status)}</td>"
+            f"<td>{html.escape(c.evidence.verdict if c.evidence else '-')}</td>"
+            f"<td>{html.escape(c.reason)}</td></tr>"
+            for c in r.challengers
+        )
+        head += (
+            "<table><tr><th>arm</th><th>version</th><th>weight</th><th>status</th>"
+            f"<th>verdict</th><th>reason</th></tr>{rows}</table>"
+        )
     if not observations:
         return head + "<p>No observations recorded.</p>"
     start = _time(r.created_at)
@@ -219,16 +263,24 @@ def _section(history: RolloutHistory) -> str:
     arms = {arm: summary.model_dump() for arm, summary in r.arms.items()}
     rows = "".join(
         f"<tr><td>{html.escape(key)}</td>"
-        + "".join(f"<td>{arms.get(arm, {}).get(key)}</td>" for arm in Arm)
+        + "".join(f"<td>{arms.get(arm, {}).get(key)}</td>" for arm in arms)
         + "</tr>"
         for key in ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms", "accuracy")
     )
-    header = "".join(f"<th>{arm}</th>" for arm in Arm)
+    header = "".join(f"<th>{html.escape(arm)}</th>" for arm in arms)
     table = f"<table><tr><th></th>{header}</tr>{rows}</table>"
-    charts = [
-        _weights_chart(start, span, observations),
-        *_guardrail_charts(start, span, observations),
-    ]
+    if not several:
+        charts = [
+            _weights_chart(start, span, observations),
+            *_guardrail_charts(start, span, observations),
+        ]
+    else:
+        names = [c.arm for c in r.challengers]
+        charts = [_weights_chart(start, span, observations, names)]
+        for c in r.challengers:
+            charts += _guardrail_charts(
+                start, span, _arm_observations(observations, c.arm), f"{c.arm} (v{c.version}): "
+            )
     return head + table + "".join(f"<div>{c}</div>" for c in charts)
 
 

@@ -55,6 +55,13 @@ class Rollout(Base):
     routed_weight_bp: Mapped[int | None] = mapped_column(Integer)
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     routing_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Every challenger of the rollout, in arm order (controller.rollouts.arms.ChallengerArm as
+    # JSON): version, weight, status (active, dropped, suspended, promoted) and why. The
+    # columns challenger_version_id and challenger_weight_bp mirror the first one still in
+    # play (the promoted one once promoted), for routers and readers that know one challenger.
+    challengers: Mapped[list[Any] | None] = mapped_column(JSONType)
+    # When harm paused the rollout (``paused_on_harm``): the review timeout counts from here.
+    harm_paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A metric source's statistics are read up to here (plan.metrics; None: never yet).
     metrics_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -141,6 +148,9 @@ class RolloutObservation(Base):
     champion_requests: Mapped[int] = mapped_column(BigInteger)
     challenger_requests: Mapped[int] = mapped_column(BigInteger)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # A/B/n: every challenger's weight, status, requests and Report at this look, by arm
+    # (None for looks recorded before A/B/n; ``evidence`` is then the one challenger's).
+    challengers: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Webhook(Base):

@@ -19,6 +19,22 @@ class Arm(StrEnum):
 
 ARMS: tuple[Arm, ...] = (Arm.champion, Arm.challenger)
 CHAMPION_ALIAS = Arm.champion.value
+# An A/B/n rollout has up to this many challengers. The first is the arm ``challenger`` (so a
+# rollout with one challenger reads as it always did), the others ``challenger-2`` … Request
+# ids carry the arm's index: 0 the champion, 1.. the challengers in that order.
+MAX_CHALLENGERS = 4
+
+
+def challenger_arm(position: int) -> str:
+    """The arm name of the challenger at ``position`` (0-based) of a rollout."""
+    if not 0 <= position < MAX_CHALLENGERS:
+        raise ValueError(f"a rollout has at most {MAX_CHALLENGERS} challengers")
+    return Arm.challenger.value if position == 0 else f"{Arm.challenger.value}-{position + 1}"
+
+
+CHALLENGER_ARMS: tuple[str, ...] = tuple(challenger_arm(i) for i in range(MAX_CHALLENGERS))
+# Every arm name by the index request ids carry.
+ARM_NAMES: tuple[str, ...] = (Arm.champion.value, *CHALLENGER_ARMS)
 
 
 class RolloutState(StrEnum):
@@ -26,6 +42,9 @@ class RolloutState(StrEnum):
     shadowing = "shadowing"
     canary = "canary"
     paused = "paused"
+    # A guardrail showed harm under ``--on-harm pause``: the harmful challenger serves nothing
+    # and the rollout waits for a person (resume with fresh evidence, or roll back).
+    paused_on_harm = "paused_on_harm"
     promoted = "promoted"
     rolled_back = "rolled_back"
     aborted = "aborted"
@@ -40,6 +59,7 @@ ACTIVE_STATES: tuple[RolloutState, ...] = (
     RolloutState.shadowing,
     RolloutState.canary,
     RolloutState.paused,
+    RolloutState.paused_on_harm,
 )
 FINAL_STATES: tuple[RolloutState, ...] = (
     RolloutState.promoted,
@@ -55,6 +75,24 @@ class Strategy(StrEnum):
 
 
 STRATEGIES: tuple[str, ...] = tuple(s.value for s in Strategy)
+
+
+class OnHarm(StrEnum):
+    """What harm does to a rollout: end it at once, or pause it for a person to review."""
+
+    rollback = "rollback"
+    pause = "pause"
+
+
+class ChallengerStatus(StrEnum):
+    """Where one challenger of a rollout stands. ``suspended``: shown harmful under
+    ``--on-harm pause``, at weight 0 until the rollout is resumed or rolled back."""
+
+    active = "active"
+    dropped = "dropped"
+    suspended = "suspended"
+    promoted = "promoted"
+
 
 # PostgreSQL NOTIFY channel on which a committed routing change reaches every gateway at once.
 ROUTING_CHANNEL = "shelf_routing"

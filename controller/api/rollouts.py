@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
@@ -10,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from controller.api.schemas import (
     ArmSummary,
+    ChallengerLook,
+    ChallengerOut,
     ObservationOut,
     RollbackRequest,
     RolloutCreate,
@@ -18,6 +21,7 @@ from controller.api.schemas import (
 )
 from controller.plans import DEFAULT_STEPS, RolloutPlan
 from controller.rollouts import service
+from controller.rollouts.arms import challengers_of
 from controller.stats import ArmStats, Report
 from controller.tables import Rollout, RolloutObservation
 from controller.vocabulary import ARMS, Strategy
@@ -27,6 +31,7 @@ from registry.auth import Principal
 from registry.config import Role
 from registry.db.tables import Model, ModelVersion
 from registry.errors import NotFound
+from registry.names import MAX_NUMBER
 from registry.services.lookup import get_model
 
 router = APIRouter(prefix="/v1", tags=["rollouts"])
@@ -39,11 +44,35 @@ def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
     observed = row.observed or {}
     arms = observed.get("arms", {})
     evidence = observed.get("evidence")
+    per_arm = observed.get("challengers") or {}
+    challengers = []
+    for arm in challengers_of(row):
+        version = session.get(ModelVersion, arm.version_id)
+        assert version is not None
+        found = per_arm.get(arm.arm)
+        challengers.append(
+            ChallengerOut(
+                arm=arm.arm,
+                version=version.version,
+                weight_bp=arm.weight_bp,
+                status=arm.status,
+                reason=arm.reason,
+                evidence=Report.model_validate(found) if found else None,
+            )
+        )
+    review_timeout = float(row.plan.get("review_timeout_s", 3600.0))
+    names = [*ARMS, *(c.arm for c in challengers if c.arm not in ARMS)]
     return RolloutOut(
         id=row.id,
         model=model,
         champion_version=champion.version,
         challenger_version=challenger.version,
+        challengers=challengers,
+        on_harm=row.plan.get("on_harm", "rollback"),
+        harm_paused_at=row.harm_paused_at,
+        review_deadline=(
+            row.harm_paused_at + timedelta(seconds=review_timeout) if row.harm_paused_at else None
+        ),
         strategy=row.strategy,
         state=row.state,
         resume_state=row.resume_state,
@@ -61,7 +90,7 @@ def rollout_out(session: Session, row: Rollout, model: str) -> RolloutOut:
         observed_at=row.observed_at,
         evidence=Report.model_validate(evidence) if evidence else None,
         router=router_status(row),
-        arms={arm: ArmSummary.of(ArmStats.from_json(arms.get(arm, {}))) for arm in ARMS},
+        arms={arm: ArmSummary.of(ArmStats.from_json(arms.get(arm, {}))) for arm in names},
     )
 
 
@@ -101,6 +130,9 @@ def plan_of(body: RolloutCreate) -> RolloutPlan:
         time_block_s=body.time_block_s,
         warmup_s=body.warmup_s,
         metrics=body.metrics.model_dump() if body.metrics is not None else None,
+        on_harm=body.on_harm,
+        review_timeout_s=body.review_timeout_s,
+        primary_metric=body.primary_metric,
     )
 
 
@@ -116,7 +148,7 @@ def start(
         row = service.start_rollout(
             session,
             name,
-            body.challenger,
+            body.versions(),
             plan,
             who.name,
             ctx.settings.outbound_policy(),
@@ -186,6 +218,14 @@ def observations(
                 champion_requests=r.champion_requests,
                 challenger_requests=r.challenger_requests,
                 evidence=Report.model_validate(r.evidence),
+                challengers=(
+                    {
+                        arm: ChallengerLook.model_validate(look)
+                        for arm, look in r.challengers.items()
+                    }
+                    if r.challengers
+                    else None
+                ),
             )
             for r in rows
         ]
@@ -195,7 +235,6 @@ def _control(action: str) -> Callable[..., RolloutOut]:
     operations = {
         "pause": service.pause,
         "resume": service.resume,
-        "promote": service.promote,
         "abort": service.abort,
     }
 
@@ -213,7 +252,25 @@ def _control(action: str) -> Callable[..., RolloutOut]:
     return endpoint
 
 
-for _action in ("pause", "resume", "promote", "abort"):
+@router.post("/models/{name}/rollout/promote", response_model=RolloutOut, name="promote_rollout")
+def promote_rollout(
+    name: ModelName,
+    version: int | None = Query(
+        None,
+        ge=1,
+        le=MAX_NUMBER,
+        description="The challenger to promote (A/B/n); default the first",
+    ),
+    ctx: AppContext = Depends(context),
+    who: Principal = Depends(requires(Role.deploy)),
+) -> RolloutOut:
+    """Promote the model's active rollout: its challenger ``version``, or the first in play."""
+    with ctx.database.session() as session:
+        row = service.promote_by_hand(session, name, who.name, version)
+        return rollout_out(session, row, name)
+
+
+for _action in ("pause", "resume", "abort"):
     router.add_api_route(
         f"/models/{{name}}/rollout/{_action}",
         _control(_action),

@@ -6,13 +6,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.metric_sources.queries import PrometheusQueries
 from controller.routers.base import RouterSpec
 from controller.stats.evidence import Report
 from controller.stats.watch_report import WatchReport
-from controller.vocabulary import DEFAULT_TIME_BLOCK_S, FINAL_STATES, STRATEGIES
+from controller.vocabulary import (
+    DEFAULT_TIME_BLOCK_S,
+    FINAL_STATES,
+    MAX_CHALLENGERS,
+    STRATEGIES,
+    OnHarm,
+)
 from registry.names import MAX_NUMBER, MODEL_NAME_PATTERN
 
 if TYPE_CHECKING:
@@ -24,7 +30,28 @@ class Strict(BaseModel):
 
 
 class RolloutCreate(Strict):
-    challenger: int = Field(ge=1, le=MAX_NUMBER)
+    challenger: int | None = Field(
+        default=None, ge=1, le=MAX_NUMBER, description="The version to roll out (one challenger)"
+    )
+    challengers: list[int] | None = Field(
+        default=None,
+        description=f"A/B/n: up to {MAX_CHALLENGERS} versions judged against the champion at "
+        "once (instead of challenger)",
+    )
+    on_harm: str = Field(
+        default=OnHarm.rollback.value,
+        pattern=f"^({'|'.join(p.value for p in OnHarm)})$",
+        description="rollback: end the rollout (A/B/n: drop the harmful challenger); pause: "
+        "harmful challenger to weight 0 and wait in paused_on_harm for review",
+    )
+    review_timeout_s: float = Field(
+        default=3600.0, gt=0, le=30 * 86_400, description="paused_on_harm rolls back after this"
+    )
+    primary_metric: str | None = Field(
+        default=None,
+        description="A/B/n: the guardrail that picks the best non-inferior challenger "
+        "(default: the first guardrail)",
+    )
     strategy: str = Field(
         default="canary",
         pattern=f"^({'|'.join(STRATEGIES)})$",
@@ -64,6 +91,20 @@ class RolloutCreate(Strict):
         default=None,
         description="Read the arms' statistics from Prometheus (needs a webhook router)",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_challengers(self) -> RolloutCreate:
+        if (self.challenger is None) == (self.challengers is None):
+            raise ValueError("give exactly one of 'challenger' or 'challengers'")
+        if self.challengers is not None and any(not 1 <= n <= MAX_NUMBER for n in self.challengers):
+            raise ValueError("challenger versions are positive integers")
+        return self
+
+    def versions(self) -> list[int]:
+        if self.challengers is not None:
+            return list(self.challengers)
+        assert self.challenger is not None
+        return [self.challenger]
 
 
 class RollbackRequest(Strict):
@@ -132,13 +173,33 @@ class RouterStatus(BaseModel):
     last_error: str
 
 
+class ChallengerOut(BaseModel):
+    """One challenger of a rollout: its arm (as statistics and request ids name it), version,
+    weight, where it stands, and its evidence against the champion at the latest look."""
+
+    arm: str
+    version: int
+    weight_bp: int
+    status: str = Field(description="active, dropped, suspended (paused on harm) or promoted")
+    reason: str = ""
+    evidence: Report | None = None
+
+
 class RolloutOut(BaseModel):
     """A rollout, its per-arm totals and the evidence of the reconciler's latest look."""
 
     id: int
     model: str
     champion_version: int
-    challenger_version: int
+    challenger_version: int = Field(
+        description="The lead challenger: the first in play, or the promoted one"
+    )
+    challengers: list[ChallengerOut] = Field(default_factory=list)
+    on_harm: str = OnHarm.rollback.value
+    harm_paused_at: datetime | None = None
+    review_deadline: datetime | None = Field(
+        default=None, description="paused_on_harm: rolled back at this time unless resumed"
+    )
     strategy: str
     state: str
     resume_state: str | None
@@ -181,6 +242,17 @@ class ObservationOut(BaseModel):
     challenger_weight_bp: int
     champion_requests: int
     challenger_requests: int
+    evidence: Report
+    challengers: dict[str, ChallengerLook] | None = Field(
+        default=None, description="A/B/n: every challenger at this look, by arm"
+    )
+
+
+class ChallengerLook(BaseModel):
+    version: int
+    weight_bp: int
+    status: str
+    requests: int
     evidence: Report
 
 

@@ -5,6 +5,7 @@ and the incident button ``shelf rollback``. Each is a thin layer over
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,17 @@ def progress_line(r: RolloutOut) -> str:
     champion, challenger = r.arms[ARMS[0]], r.arms[ARMS[1]]
     step = f"step {r.step_index + 1}/{len(r.steps)}" if r.state == RolloutState.canary else r.state
     verdicts = " ".join(f"{e.metric}={e.verdict}" for e in _guardrails(r))
+    if len(r.challengers) > 1:
+        shown = " ".join(
+            f"v{c.version}:{c.status}@{c.weight_bp / 100:g}%"
+            f" n={r.arms[c.arm].requests if c.arm in r.arms else 0}"
+            f" {c.evidence.verdict if c.evidence else '-'}"
+            for c in r.challengers
+        )
+        return (
+            f"{r.model} rollout {r.id}: {step} | champion n={champion.requests}"
+            f" err={champion.error_rate:.4f} | {shown}"
+        )
     return (
         f"{r.model} rollout {r.id}: {step}, challenger {r.challenger_weight_bp / 100:g}%"
         f"{mirror_label(r)} | n={champion.requests}/{challenger.requests}"
@@ -187,7 +199,14 @@ def rollout() -> None:
 
 @rollout.command("start")
 @click.argument("name")
-@click.option("--challenger", type=int, required=True, help="Version to roll out")
+@click.option(
+    "--challenger",
+    "challengers",
+    type=int,
+    required=True,
+    multiple=True,
+    help="Version to roll out; repeat (up to 4) to judge several against the champion at once",
+)
 @click.option(
     "--strategy",
     type=click.Choice(STRATEGIES),
@@ -224,7 +243,26 @@ def rollout() -> None:
     type=float,
     default=0.05,
     show_default=True,
-    help="Family-wise false-alarm rate over all guardrails",
+    help="Family-wise false-alarm rate over all guardrails (and all challengers)",
+)
+@click.option(
+    "--on-harm",
+    type=click.Choice(["rollback", "pause"]),
+    default="rollback",
+    show_default=True,
+    help="rollback: end the rollout (several challengers: drop the harmful one); pause: "
+    "harmful challenger to 0 %, wait for review ('shelf rollout resume' or 'shelf rollback')",
+)
+@click.option(
+    "--review-timeout",
+    default="1h",
+    show_default=True,
+    help="With --on-harm pause: roll back if nobody resumes within this",
+)
+@click.option(
+    "--primary-metric",
+    help="Several challengers: the guardrail that picks the best non-inferior one "
+    "[default: the first guardrail]",
 )
 @click.option(
     "--guardrail",
@@ -311,7 +349,7 @@ def rollout() -> None:
 def rollout_start(
     ctx: click.Context,
     name: str,
-    challenger: int,
+    challengers: tuple[int, ...],
     strategy: str,
     steps: str | None,
     min_samples: int,
@@ -321,6 +359,9 @@ def rollout_start(
     max_duration: str,
     on_timeout: str,
     alpha: float,
+    on_harm: str,
+    review_timeout: str,
+    primary_metric: str | None,
     guardrails: tuple[str, ...],
     margins: tuple[str, ...],
     tolerances: tuple[str, ...],
@@ -340,11 +381,14 @@ def rollout_start(
     summary: Path | None,
     as_json: bool,
 ) -> int:
-    """Start rolling out version CHALLENGER of NAME against its champion."""
+    """Start rolling out one or several challenger versions of NAME against its champion."""
     client = client_of(ctx)
     created = client.start_rollout(
         name,
-        challenger,
+        challengers[0] if len(challengers) == 1 else challengers,
+        on_harm=on_harm,
+        review_timeout_s=parse_duration(review_timeout),
+        primary_metric=primary_metric,
         strategy=strategy,
         steps=parse_steps(steps) if steps is not None else None,
         min_samples=min_samples,
@@ -373,8 +417,9 @@ def rollout_start(
     if as_json:
         print_json(created.model_dump(mode="json"))
     else:
+        versions = ", ".join(f"{name}@{c.version}" for c in created.challengers)
         output.console.print(
-            f"started rollout {created.id}: {name}@{created.challenger_version} vs "
+            f"started rollout {created.id}: {versions} vs "
             f"champion {name}@{created.champion_version} ({strategy}"
             + (f", mirroring {created.mirror_percent:g}%" if created.mirror_percent < 100 else "")
             + ")"
@@ -408,10 +453,11 @@ def rollout_status(
 
 
 def show_status(r: RolloutOut) -> None:
+    versus = ", ".join(f"v{c.version}" for c in r.challengers) or f"v{r.challenger_version}"
     output.console.print(
         f"[bold]{r.model}[/bold] rollout {r.id}: {r.state}"
-        f" ({r.strategy_label}, champion v{r.champion_version} vs challenger "
-        f"v{r.challenger_version})\n"
+        f" ({r.strategy_label}, champion v{r.champion_version} vs "
+        f"challenger{'s' if len(r.challengers) > 1 else ''} {versus}; on harm: {r.on_harm})\n"
         f"  step {r.step_index + 1}/{len(r.steps) or 1}, challenger weight "
         f"{r.challenger_weight_bp / 100:g}%{mirror_label(r)}; "
         f"started {short_time(r.created_at.isoformat())} by {r.created_by}\n  {r.reason}",
@@ -434,7 +480,16 @@ def show_status(r: RolloutOut) -> None:
             highlight=False,
             markup=False,
         )
-    arms = {arm: r.arms[arm].model_dump() for arm in ARMS}
+    if r.state == RolloutState.paused_on_harm and r.review_deadline is not None:
+        output.console.print(
+            f"  [bold]paused on harm[/bold] since {short_time(str(r.harm_paused_at))}: review "
+            f"the evidence, then 'shelf rollout resume {r.model}' (fresh evidence) or "
+            f"'shelf rollback {r.model}'; rolled back at "
+            f"{short_time(r.review_deadline.isoformat())} otherwise",
+            highlight=False,
+        )
+    names = list(r.arms)
+    arms = {arm: r.arms[arm].model_dump() for arm in names}
     keys = (
         "requests",
         "errors",
@@ -446,8 +501,31 @@ def show_status(r: RolloutOut) -> None:
         "mean_reward",
         "shadow_agreement",
     )
-    table(["", *ARMS], [[key, *(arms[arm][key] for arm in ARMS)] for key in keys])
-    evidence = _guardrails(r)
+    table(["", *names], [[key, *(arms[arm][key] for arm in names)] for key in keys])
+    if len(r.challengers) > 1:
+        table(
+            ["arm", "version", "weight", "status", "verdict", "reason"],
+            [
+                [
+                    c.arm,
+                    c.version,
+                    f"{c.weight_bp / 100:g}%",
+                    c.status,
+                    c.evidence.verdict if c.evidence else "-",
+                    c.reason or (c.evidence.reason if c.evidence else ""),
+                ]
+                for c in r.challengers
+            ],
+        )
+        for c in r.challengers:
+            if c.evidence is not None:
+                output.console.print(f"  {c.arm} (v{c.version}):", highlight=False)
+                _evidence_table(c.evidence.guardrails)
+        return
+    _evidence_table(_guardrails(r))
+
+
+def _evidence_table(evidence: tuple[Evidence, ...]) -> None:
     if evidence:
         table(
             [
@@ -503,8 +581,60 @@ def _control(action: str) -> click.Command:
     return command
 
 
-for _action in ("pause", "resume", "promote", "abort"):
+for _action in ("pause", "abort"):
     rollout.add_command(_control(_action))
+
+
+@rollout.command("promote")
+@click.argument("name")
+@click.option(
+    "--challenger", "version", type=int, help="Which challenger (A/B/n) [default: the first]"
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rollout_promote(ctx: click.Context, name: str, version: int | None, as_json: bool) -> None:
+    """Promote the active rollout of NAME now: its challenger becomes champion."""
+    result = client_of(ctx).promote(name, version)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+    else:
+        output.console.print(
+            f"{name} rollout {result.id}: {result.state} (v{result.challenger_version})"
+        )
+
+
+@rollout.command("resume")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Resume a rollout paused on harm without asking")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rollout_resume(ctx: click.Context, name: str, yes: bool, as_json: bool) -> int:
+    """Resume the active rollout of NAME. One paused on harm asks for confirmation first: the
+    suspended challenger gets traffic again and the evidence starts afresh."""
+    client = client_of(ctx)
+    if not yes:
+        current = client.rollout(name)
+        if current.state == RolloutState.paused_on_harm:
+            show_status(current)
+            if not sys.stdin.isatty():
+                output.err_console.print(
+                    f"{name} rollout {current.id} is paused on harm: resuming sends traffic "
+                    "to the harmful challenger again; add --yes to confirm"
+                )
+                return exit_codes.USAGE
+            if not click.confirm(
+                "A guardrail showed harm. Resume, sending traffic to the suspended challenger "
+                "again with fresh evidence?",
+                default=False,
+            ):
+                output.err_console.print("not resumed")
+                return exit_codes.ERROR
+    result = client.resume(name)
+    if as_json:
+        print_json(result.model_dump(mode="json"))
+    else:
+        output.console.print(f"{name} rollout {result.id}: {result.state}")
+    return exit_codes.OK
 
 
 @rollout.command("list")
@@ -522,7 +652,7 @@ def rollout_list(ctx: click.Context, name: str, as_json: bool) -> None:
         [
             [
                 r.id,
-                r.challenger_version,
+                ", ".join(str(c.version) for c in r.challengers) or r.challenger_version,
                 r.champion_version,
                 r.strategy_label,
                 r.state,

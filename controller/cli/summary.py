@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from controller.api.schemas import RolloutOut
-from controller.stats import Evidence
-from controller.vocabulary import ARMS
+from controller.stats import Evidence, Report
 
 _ARM_ROWS = ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms", "accuracy")
 
@@ -30,9 +29,15 @@ def _evidence_row(e: Evidence) -> str:
 def markdown(rollout: RolloutOut, timed_out: bool = False) -> str:
     """The summary of one rollout; ``timed_out`` when the CI job stopped waiting first."""
     outcome = f"still {rollout.state} (the job stopped waiting)" if timed_out else rollout.state
+    several = len(rollout.challengers) > 1
+    versus = (
+        ", ".join(f"v{c.version}" for c in rollout.challengers)
+        if several
+        else f"v{rollout.challenger_version}"
+    )
     lines = [
         f"### Shelf rollout {rollout.id}: {rollout.model} "
-        f"v{rollout.champion_version} → v{rollout.challenger_version}: **{outcome}**",
+        f"v{rollout.champion_version} → {versus}: **{outcome}**",
         "",
         f"{_cell(rollout.reason)}",
         "",
@@ -42,14 +47,32 @@ def markdown(rollout: RolloutOut, timed_out: bool = False) -> str:
         + (f", ended {rollout.ended_at:%Y-%m-%d %H:%M:%S} UTC." if rollout.ended_at else "."),
         "",
     ]
-    if rollout.evidence is not None and rollout.evidence.guardrails:
+    if several:
         lines += [
-            "| guardrail | verdict | p-value | effect | confidence sequence | margin |",
-            "| --- | --- | --- | --- | --- | --- |",
-            *(_evidence_row(e) for e in rollout.evidence.guardrails),
+            "| challenger | version | status | verdict | reason |",
+            "| --- | --- | --- | --- | --- |",
+            *(
+                f"| {c.arm} | v{c.version} | {c.status} | "
+                f"{c.evidence.verdict if c.evidence else '-'} | {_cell(c.reason)} |"
+                for c in rollout.challengers
+            ),
             "",
         ]
-    arms = {arm: rollout.arms[arm].model_dump() for arm in ARMS if arm in rollout.arms}
+    judged: list[tuple[str, Report | None]] = [
+        (f"{c.arm} (v{c.version}): " if several else "", c.evidence)
+        for c in rollout.challengers
+        if c.evidence is not None
+    ] or [("", rollout.evidence)]
+    for prefix, evidence in judged:
+        if evidence is None or not evidence.guardrails:
+            continue
+        lines += [
+            f"| {prefix}guardrail | verdict | p-value | effect | confidence sequence | margin |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *(_evidence_row(e) for e in evidence.guardrails),
+            "",
+        ]
+    arms = {arm: summary.model_dump() for arm, summary in rollout.arms.items()}
     lines += [
         "| | " + " | ".join(arms) + " |",
         "| --- |" + " --- |" * len(arms),

@@ -55,7 +55,7 @@ from controller.gateway.routing import (
 )
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
-from controller.gateway.split import BUCKETS, goes_to_challenger, mirrored, unit_bucket
+from controller.gateway.split import BUCKETS, mirrored, pick, unit_bucket
 from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
 from registry.auth import Authenticator
 from registry.config import Role
@@ -206,12 +206,10 @@ class GatewayApp:
         arm = route.champion
         if forced is not None:
             arm = forced
-        elif (
-            challenger is not None
-            and not route.mirror
-            and goes_to_challenger(route.model.encode(), key, route.weight_bp)
-        ):
-            arm = challenger
+        elif route.ranges and not route.mirror:
+            position = pick(route.model.encode(), key, route.ranges)
+            if position >= 0:
+                arm = route.challengers[position]
         method: str = scope["method"]
         # The routing key's bucket: the unit the variance follows (None: each request its own).
         unit = (
@@ -231,7 +229,7 @@ class GatewayApp:
         result = await self._call(route, arm, method, upstream_path, forward, body, forced)
         if (
             counted
-            and arm is challenger
+            and arm is not route.champion
             and result.failed
             and self._retry_on_champion(result, method)
         ):

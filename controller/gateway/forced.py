@@ -50,6 +50,9 @@ def forced_arm(route: Route, value: str) -> RouteArm:
     name = value.strip().lower()
     if name == Arm.champion:
         return route.champion
+    arms = [route.champion, *route.challengers]
+    if route.challenger is not None and route.challenger not in arms:
+        arms.append(route.challenger)
     if name == Arm.challenger:
         if route.challenger is None:
             raise ForcedArmRefused(
@@ -59,9 +62,11 @@ def forced_arm(route: Route, value: str) -> RouteArm:
                 f"{route.model!r} has no active rollout with a challenger to force",
             )
         return route.challenger
+    for arm in arms:  # A/B/n: "challenger-2" and so on
+        if arm.name == name:
+            return arm
     if name.isascii() and name.isdigit() and len(name) <= MAX_VERSION_DIGITS:
         number = int(name)
-        arms = [arm for arm in (route.champion, route.challenger) if arm is not None]
         for arm in arms:
             if arm.version == number:
                 return arm
@@ -76,7 +81,7 @@ def forced_arm(route: Route, value: str) -> RouteArm:
         400,
         "invalid_input",
         "bad_value",
-        "X-Shelf-Arm must be 'champion', 'challenger' or a version number",
+        "X-Shelf-Arm must be 'champion', 'challenger', 'challenger-N' or a version number",
     )
 
 

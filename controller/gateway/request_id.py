@@ -9,7 +9,8 @@ answered before an upgrade still counts. No per-request state is kept anywhere. 
 base64url, big-endian):
 
     version byte | rollout id u32 (0 = none) | version id u32 | issued-at u32 (unix s)
-    | arm byte (0 champion, 1 challenger) | nonce 8 bytes | class kind byte | class bytes | mac 16
+    | arm byte (0 champion, 1.. the challengers in order) | nonce 8 bytes | class kind byte
+    | class bytes | mac 16
 
 The arm byte's top bit (``UNCOUNTED``) marks an answer that is not part of the rollout's
 statistics: a request that forced its arm (``X-Shelf-Arm``), or one a sampled shadow did not
@@ -33,7 +34,7 @@ import struct
 from dataclasses import dataclass
 from hashlib import blake2b
 
-from controller.vocabulary import ARMS
+from controller.vocabulary import ARM_NAMES
 
 FORMAT_VERSION = 2  # keyed BLAKE2b; 1 was HMAC-SHA256
 _FORMAT_HMAC = 1
@@ -148,7 +149,7 @@ class RequestIdSigner:
         _fmt, rollout_id, version_id, issued_at, arm_byte, _nonce, kind = _HEAD.unpack_from(body)
         tail = body[_HEAD.size :]
         arm_index = arm_byte & ~UNCOUNTED
-        if arm_index > 1 or kind > _KIND_DIGEST:
+        if arm_index >= len(ARM_NAMES) or kind > _KIND_DIGEST:
             raise InvalidRequestId("request id has an unknown layout")
         predicted: str | None = None
         digest: bytes | None = None
@@ -163,7 +164,7 @@ class RequestIdSigner:
             receipt_key=token,
             rollout_id=rollout_id or None,
             version_id=version_id,
-            arm=ARMS[arm_index],
+            arm=ARM_NAMES[arm_index],
             issued_at=issued_at,
             predicted_class=predicted,
             predicted_digest=digest,

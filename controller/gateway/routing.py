@@ -3,7 +3,8 @@
 Loaded from the database on a worker thread every ``gateway_refresh_interval_s`` and at once
 when PostgreSQL announces a change on ``shelf_routing`` (``LISTEN``, reconnecting on failure),
 then swapped in as a new dict that is never mutated, so the hot path reads it without locks and
-never touches the database. An active rollout defines the two arms; without one the
+never touches the database. An active rollout defines the arms (the champion and one or
+several challengers, each with its weight and bucket range, docs/gateway.md); without one the
 ``champion`` alias answers, and without a champion alias the latest ready version that has a
 serving URL.
 """
@@ -21,6 +22,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from controller.gateway.recorder import ArmKey
+from controller.gateway.split import slot_start
 from controller.strata import StratumClock, stratum_clock
 from controller.tables import Rollout
 from controller.vocabulary import (
@@ -37,13 +39,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class RouteArm:
     name: str
-    index: int  # 0 champion, 1 challenger (as encoded in request ids)
+    index: int  # 0 champion, 1.. the challengers in order (as encoded in request ids)
     version_id: int
     version: int
     serving_url: str  # without a trailing slash
     stats_key: ArmKey | None  # where its statistics go (rollout None: the champion alone)
     version_label: str  # precomputed for the hot path: metrics label …
     version_header: bytes  # … and X-Shelf-Version
+    weight_bp: int = 0  # a challenger's share; its buckets are [bucket_start, + weight_bp)
+    bucket_start: int = 0
 
     def to_json(self, with_url: bool = True) -> dict[str, Any]:
         url = self.serving_url if with_url else None
@@ -63,6 +67,17 @@ class Route:
     state: str | None
     stratum: StratumClock | None = None
     mirror_bp: int = 10_000  # while mirroring: the share of requests copied, in basis points
+    # Every challenger of the rollout in arm order (``challenger`` is the first still served)
+    # and their bucket ranges ``(start, weight_bp)``, aligned with it, for the split.
+    challengers: tuple[RouteArm, ...] = ()
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def arm_for(self, version: int) -> RouteArm | None:
+        """The arm serving ``version`` in this route, if any."""
+        for arm in (self.champion, *self.challengers):
+            if arm.version == version:
+                return arm
+        return None
 
     def to_json(self, with_urls: bool = True) -> dict[str, Any]:
         """The route as ``GET /v1/routes`` shows it; serving URLs (internal addresses) only
@@ -72,6 +87,10 @@ class Route:
             "model_id": self.model_id,
             "champion": self.champion.to_json(with_urls),
             "challenger": challenger.to_json(with_urls) if challenger else None,
+            "challengers": [
+                {"arm": a.name, "weight_bp": a.weight_bp, **a.to_json(with_urls)}
+                for a in self.challengers
+            ],
             "weight_bp": self.weight_bp,
             "mirror": self.mirror,
             "mirror_percent": self.mirror_bp / 100,
@@ -85,12 +104,53 @@ RoutingTable = Mapping[str, Route]
 
 
 def _arm(
-    name: str, version: tuple[int, int, str], version_id: int, stats: ArmKey | None
+    name: str,
+    version: tuple[int, int, str],
+    version_id: int,
+    stats: ArmKey | None,
+    index: int = 0,
+    weight_bp: int = 0,
+    bucket_start: int = 0,
 ) -> RouteArm:
     number, _model_id, url = version
-    index = 0 if name == Arm.champion else 1
     label = str(number)
-    return RouteArm(name, index, version_id, number, url.rstrip("/"), stats, label, label.encode())
+    return RouteArm(
+        name,
+        index,
+        version_id,
+        number,
+        url.rstrip("/"),
+        stats,
+        label,
+        label.encode(),
+        weight_bp,
+        bucket_start,
+    )
+
+
+def _challengers(row: Any, versions: dict[int, tuple[int, int, str]]) -> tuple[RouteArm, ...]:
+    """The rollout's challengers that can be served, each with its weight and bucket range
+    (a rollout stored before A/B/n has its one challenger in the columns)."""
+    listed = row.challengers or [
+        {
+            "arm": Arm.challenger.value,
+            "version_id": row.challenger_version_id,
+            "weight_bp": row.challenger_weight_bp,
+        }
+    ]
+    arms = []
+    for position, item in enumerate(listed):
+        version = versions.get(item["version_id"])
+        if version is None:
+            continue
+        start = slot_start(position, len(listed))
+        width = slot_start(position + 1, len(listed)) - start  # ranges never overlap
+        weight = max(0, min(width, int(item.get("weight_bp") or 0)))
+        key = (row.id, row.model_id, item["version_id"], item["arm"])
+        arms.append(
+            _arm(item["arm"], version, item["version_id"], key, position + 1, weight, start)
+        )
+    return tuple(arms)
 
 
 def _stratum_clock(row: Any) -> StratumClock:
@@ -123,6 +183,7 @@ def load_routes(session: Session) -> dict[str, Route]:
             Rollout.step_started_at,
             Rollout.created_at,
             Rollout.plan,
+            Rollout.challengers,
         ).where(Rollout.active_model_id.is_not(None), Rollout.state.in_(ACTIVE_STATES))
     ).all()
     champion_rows = select(Alias.model_id, Alias.version_id).where(Alias.name == Arm.champion)
@@ -148,6 +209,7 @@ def load_routes(session: Session) -> dict[str, Route]:
     wanted = set(champions.values()) | set(latest.values())
     for row in rollouts:
         wanted.update((row.champion_version_id, row.challenger_version_id))
+        wanted.update(item["version_id"] for item in row.challengers or ())
     versions: dict[int, tuple[int, int, str]] = {}
     if wanted:
         columns = (ModelVersion.id, ModelVersion.version, ModelVersion.model_id)
@@ -162,7 +224,10 @@ def load_routes(session: Session) -> dict[str, Route]:
         champion = versions.get(row.champion_version_id)
         if name is None or champion is None:
             continue
-        challenger = versions.get(row.challenger_version_id)
+        challengers = _challengers(row, versions)
+        served = [a for a in challengers if a.weight_bp > 0]
+        lead = next((a for a in challengers if a.version_id == row.challenger_version_id), None)
+        lead = lead or (challengers[0] if challengers else None)
         table[name] = Route(
             model=name,
             model_id=row.model_id,
@@ -172,21 +237,16 @@ def load_routes(session: Session) -> dict[str, Route]:
                 row.champion_version_id,
                 (row.id, row.model_id, row.champion_version_id, Arm.champion),
             ),
-            challenger=None
-            if challenger is None
-            else _arm(
-                Arm.challenger,
-                challenger,
-                row.challenger_version_id,
-                (row.id, row.model_id, row.challenger_version_id, Arm.challenger),
-            ),
-            weight_bp=max(0, min(10_000, row.challenger_weight_bp)) if challenger else 0,
-            mirror=bool(row.mirror) and challenger is not None,
+            challenger=lead,
+            weight_bp=sum(a.weight_bp for a in served),
+            mirror=bool(row.mirror) and lead is not None,
             rollout_id=row.id,
             strategy=row.strategy,
             state=row.state,
             stratum=_stratum_clock(row),
             mirror_bp=max(1, min(10_000, row.mirror_bp)),
+            challengers=challengers,
+            ranges=tuple((a.bucket_start, a.weight_bp) for a in challengers),
         )
     for model_id, name in models.items():
         if name in table:

@@ -12,6 +12,14 @@ A sampled shadow mirrors a request iff ``bucket(model, key) < mirror_bp`` (:func
 the same rule, so a user's requests are mirrored consistently, and the users mirrored at
 ``P`` % are the ones a canary step of ``P`` % would send to the challenger first.
 
+With several challengers (A/B/n) each owns a disjoint range of buckets: challenger ``i`` of
+``k`` takes ``[i * 10000 // k, i * 10000 // k + weight_i)``, a range that only grows from its
+fixed start as its weight grows (a weight is at most ``10000 // (k + 1)``, below the slot
+width, so ranges never overlap). A key therefore stays on its arm as weights change, moves only
+from the champion to a challenger when that challenger's weight grows, and when a challenger
+is dropped its range (and only its range) returns to the champion. One challenger is the
+special case ``k = 1``: the range ``[0, weight)`` of the rule above.
+
 For the statistics, a keyed request also carries its key's *unit bucket* (one of
 ``UNIT_BUCKETS``), from other bits of the same kind of hash than the routing bucket's, so the
 unit bucket is independent of the arm: the variance can then follow the key, the unit that was
@@ -49,6 +57,23 @@ def goes_to_challenger(model: bytes, key: bytes | None, weight_bp: int) -> bool:
 def mirrored(model: bytes, key: bytes | None, mirror_bp: int) -> bool:
     """Whether a shadow copies this request: sticky by key, random without one."""
     return goes_to_challenger(model, key, mirror_bp)
+
+
+def slot_start(position: int, challengers: int) -> int:
+    """Where challenger ``position`` (0-based) of ``challengers``' bucket range starts."""
+    return position * BUCKETS // max(challengers, 1)
+
+
+def pick(model: bytes, key: bytes | None, ranges: tuple[tuple[int, int], ...]) -> int:
+    """Which of the challengers' bucket ranges ``(start, weight)`` the request falls in, by
+    position; -1 for the champion. Without a key the draw is random with the same shares."""
+    if not ranges:
+        return -1
+    point = int(_random() * BUCKETS) if key is None else bucket(model, key)
+    for position, (start, weight) in enumerate(ranges):
+        if start <= point < start + weight:
+            return position
+    return -1
 
 
 def unit_bucket(model: bytes, key: bytes) -> int:

@@ -15,13 +15,15 @@ import httpx
 from prometheus_client import Counter, Gauge
 from sqlalchemy import select
 
+from controller.abn import Contender, decide_arms
 from controller.config import ControllerSettings
-from controller.plans import HOLD, Action, ActionKind, Position, RolloutPlan, decide
+from controller.plans import HOLD, Action, ActionKind, Position, RolloutPlan
 from controller.reconciler.collect import collect
-from controller.reconciler.judge import judge
+from controller.reconciler.judge import judge_all
 from controller.reconciler.leader import LeaderLock
 from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts import service
+from controller.rollouts.arms import ChallengerArm, challengers_of
 from controller.routers.base import RouterError
 from controller.routers.factory import router_for
 from controller.stats import Report
@@ -31,7 +33,7 @@ from controller.watch import service as watch
 from controller.webhooks.outbox import deliver_due
 from registry.db.base import utcnow
 from registry.db.session import Database
-from registry.db.tables import Model
+from registry.db.tables import Model, ModelVersion
 from registry.errors import UpstreamError
 
 log = logging.getLogger("shelf.reconciler")
@@ -100,10 +102,20 @@ class Reconciler:
             except UpstreamError as error:  # read at a later look; nothing is lost
                 log.warning("metric source of rollout %s: %s", rollout.id, error)
             totals, _ = consume_deltas(session, rollout)
-            report = judge(plan, totals)
+            arms = challengers_of(rollout)
+            reports = judge_all(plan, totals, [a.arm for a in arms])
+            lead = _lead(arms)
+            report = reports[lead.arm]
             now = self.clock()
-            champion, challenger = totals.champion, totals.challenger
-            samples = challenger.requests
+            samples = {a.arm: totals.arm(a.arm).requests for a in arms}
+            versions = {a.arm: _version(session, a) for a in arms}
+            contenders = {
+                a.arm: Contender(
+                    a.arm, versions[a.arm], reports[a.arm], samples[a.arm] - a.step_start_samples
+                )
+                for a in arms
+                if a.in_play
+            }
             position = Position(
                 state=RolloutState(rollout.state),
                 step_index=rollout.step_index,
@@ -111,21 +123,25 @@ class Reconciler:
                 step_started_at=rollout.step_started_at or rollout.created_at,
                 step_start_samples=rollout.step_start_samples,
             )
-            action = decide(plan, position, report.verdict, report.reason, samples, now)
+            action = decide_arms(plan, position, contenders, now, len(arms), rollout.harm_paused_at)
             if (
                 service.needs_routing(rollout)
                 and position.state != RolloutState.pending
-                and action.kind != ActionKind.roll_back
+                and action.kind not in (ActionKind.roll_back, ActionKind.pause_on_harm)
             ):
                 action = HOLD  # the data plane has not applied the current step yet
-            rollout.observed = observed_json(totals, report, now)
+            rollout.observed = observed_json(totals, report, now, reports)
             rollout.observed_at = now
-            if action.kind.target_state is not None:
-                TRANSITIONS.labels(to_state=action.kind.target_state.value).inc()
+            if action.kind.target_state is not None or action.kind == ActionKind.drop:
+                target = action.kind.target_state or RolloutState(rollout.state)
+                TRANSITIONS.labels(to_state=target.value).inc()
                 log.info(
                     "rollout %s of %s: %s (%s)", rollout.id, model.name, action.kind, action.reason
                 )
-            service.apply(session, rollout, action, ACTOR, report, samples, now)
+            service.apply(
+                session, rollout, action, ACTOR, report, samples[lead.arm], now, reports, samples
+            )
+            after = {a.arm: a for a in challengers_of(rollout)}
             session.add(
                 RolloutObservation(
                     rollout_id=rollout.id,
@@ -133,9 +149,19 @@ class Reconciler:
                     state=rollout.state,
                     step_index=rollout.step_index,
                     challenger_weight_bp=rollout.challenger_weight_bp,
-                    champion_requests=champion.requests,
-                    challenger_requests=challenger.requests,
+                    champion_requests=totals.champion.requests,
+                    challenger_requests=samples[lead.arm],
                     evidence=report.model_dump(mode="json"),
+                    challengers={
+                        arm: {
+                            "version": versions[arm],
+                            "weight_bp": after[arm].weight_bp,
+                            "status": after[arm].status,
+                            "requests": samples[arm],
+                            "evidence": reports[arm].model_dump(mode="json"),
+                        }
+                        for arm in reports
+                    },
                 )
             )
             LOOKS.inc()
@@ -198,11 +224,32 @@ class Reconciler:
         self.http.close()
 
 
-def observed_json(totals: ArmTotals, report: Report, now: datetime) -> dict[str, Any]:
+def observed_json(
+    totals: ArmTotals,
+    report: Report,
+    now: datetime,
+    reports: dict[str, Report] | None = None,
+) -> dict[str, Any]:
     """What the rollout row keeps of its latest look: the arms over all strata (shown; the
-    strata themselves are ``RolloutStratum`` rows) and the evidence."""
+    strata themselves are ``RolloutStratum`` rows), the lead challenger's evidence and every
+    challenger's (``challengers``, by arm)."""
     return {
         "arms": totals.to_json(),
         "evidence": report.model_dump(mode="json"),
+        "challengers": {arm: r.model_dump(mode="json") for arm, r in (reports or {}).items()},
         "at": now.isoformat(),
     }
+
+
+def _lead(arms: list[ChallengerArm]) -> ChallengerArm:
+    """The challenger the single-challenger columns and the headline evidence follow: the
+    first in play, else the first suspended, else the first."""
+    return next(
+        (a for a in arms if a.in_play),
+        next((a for a in arms if a.status == "suspended"), arms[0]),
+    )
+
+
+def _version(session: Any, arm: ChallengerArm) -> int:
+    version = session.get(ModelVersion, arm.version_id)
+    return version.version if version is not None else 0

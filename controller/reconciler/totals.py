@@ -17,6 +17,7 @@ bounded at the cost of a coarser last stratum."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
@@ -28,14 +29,20 @@ from controller.vocabulary import ARMS, SHADOW_STEP, WARMUP_BLOCK, Arm
 
 MAX_STORED_STRATA = 256
 StratumKey = tuple[int, int]  # (step, block)
+ArmsOfStratum = dict[str, ArmStats]  # by arm: the champion and each challenger
 
 
 @dataclass
 class ArmTotals:
-    """Each stratum's (champion, challenger) statistics, by (step, block)."""
+    """Each stratum's statistics of every arm, by (step, block). Built from a mapping of
+    strata to arm dicts, or to (champion, challenger) pairs as a one-challenger rollout has."""
 
-    strata: dict[StratumKey, tuple[ArmStats, ArmStats]] = field(default_factory=dict)
+    strata: dict[StratumKey, ArmsOfStratum] = field(default_factory=dict)
     changed: set[StratumKey] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        given: Mapping[StratumKey, object] = self.strata
+        self.strata = {key: _as_arms(arms) for key, arms in given.items()}
 
     @classmethod
     def load(cls, session: Session, rollout: Rollout) -> ArmTotals:
@@ -48,9 +55,9 @@ class ArmTotals:
         for row in rows:
             totals.add((row.step, row.block), row.arm, ArmStats.from_json(row.stats))
         arms = (rollout.observed or {}).get("arms", {})
-        pooled = [ArmStats.from_json(arms.get(arm, {})) for arm in ARMS]
-        if not totals.strata and not all(stats.is_empty() for stats in pooled):
-            for arm, stats in zip(ARMS, pooled, strict=True):
+        pooled = {arm: ArmStats.from_json(stats) for arm, stats in arms.items()}
+        if not totals.strata and not all(stats.is_empty() for stats in pooled.values()):
+            for arm, stats in pooled.items():
                 totals.add((0, 0), arm, stats)
             return totals
         totals.changed.clear()
@@ -59,12 +66,8 @@ class ArmTotals:
     def add(self, key: StratumKey, arm: str, part: ArmStats) -> None:
         if key not in self.strata and len(self.strata) >= MAX_STORED_STRATA:
             key = max(self.strata)
-        champion, challenger = self.strata.get(key, (ArmStats(), ArmStats()))
-        if arm == Arm.champion:
-            champion = champion.merge(part)
-        elif arm == Arm.challenger:
-            challenger = challenger.merge(part)
-        self.strata[key] = (champion, challenger)
+        arms = self.strata.setdefault(key, {name: ArmStats() for name in ARMS})
+        arms[arm] = arms.get(arm, ArmStats()).merge(part)
         self.changed.add(key)
 
     def save(self, session: Session, rollout_id: int) -> None:
@@ -78,7 +81,7 @@ class ArmTotals:
             )
         }
         for step, block in sorted(self.changed):
-            for arm, stats in zip(ARMS, self.strata[(step, block)], strict=True):
+            for arm, stats in self.strata[(step, block)].items():
                 row = existing.get((step, block, arm))
                 if row is None:
                     session.add(
@@ -94,23 +97,46 @@ class ArmTotals:
                     row.stats = stats.to_json()
         self.changed.clear()
 
+    def arm(self, name: str) -> ArmStats:
+        """All of one arm's statistics, warm-ups included (what people are shown)."""
+        return ArmStats.merge_all([a[name] for a in self.strata.values() if name in a])
+
     @property
     def champion(self) -> ArmStats:
-        """All of the champion's statistics, warm-ups included (what people are shown)."""
-        return ArmStats.merge_all([c for c, _ in self.strata.values()])
+        return self.arm(Arm.champion)
 
     @property
     def challenger(self) -> ArmStats:
-        return ArmStats.merge_all([c for _, c in self.strata.values()])
+        return self.arm(Arm.challenger)
 
-    def judged(self) -> tuple[list[tuple[ArmStats, ArmStats]], list[str]]:
-        """The strata the statistics judge, in time order (warm-ups left out), and labels."""
+    def arms(self) -> list[str]:
+        """Every arm with statistics: the champion first, then the challengers in order."""
+        names = {name for arms in self.strata.values() for name in arms} | set(ARMS)
+        return sorted(names, key=lambda n: (n != Arm.champion, len(n), n))
+
+    def judged(
+        self, challenger: str = Arm.challenger.value
+    ) -> tuple[list[tuple[ArmStats, ArmStats]], list[str]]:
+        """The strata the statistics judge for ``challenger`` against the champion, in time
+        order (warm-ups left out), and their labels."""
         keys = sorted(k for k in self.strata if k[1] != WARMUP_BLOCK)
-        return [self.strata[k] for k in keys], [_label(k) for k in keys]
+        empty = ArmStats()
+        pairs = [
+            (self.strata[k].get(Arm.champion, empty), self.strata[k].get(challenger, empty))
+            for k in keys
+        ]
+        return pairs, [_label(k) for k in keys]
 
     def to_json(self) -> dict[str, dict[str, object]]:
-        """Both arms over all strata (the rollout's ``observed.arms``)."""
-        return {Arm.champion: self.champion.to_json(), Arm.challenger: self.challenger.to_json()}
+        """Every arm over all strata (the rollout's ``observed.arms``)."""
+        return {name: self.arm(name).to_json() for name in self.arms()}
+
+
+def _as_arms(arms: object) -> ArmsOfStratum:
+    if isinstance(arms, dict):
+        return dict(arms)
+    assert isinstance(arms, tuple)
+    return dict(zip(ARMS, arms, strict=True))
 
 
 def _label(key: StratumKey) -> str:

@@ -4,19 +4,30 @@ state; each change goes through :func:`controller.rollouts.transitions.transitio
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from controller.plans import Action, ActionKind, RolloutPlan
+from controller.rollouts.arms import ChallengerArm, challengers_of, store, with_status
 from controller.rollouts.transitions import notify_gateways, transition
 from controller.routers.base import Acknowledgement, DesiredWeights, RouterSpec, ServedVersion
 from controller.stats import Report
-from controller.tables import Rollout
-from controller.vocabulary import ACTIVE_STATES, CHAMPION_ALIAS, RolloutState
+from controller.tables import ArmStatsDelta, Rollout, RolloutStratum
+from controller.vocabulary import (
+    ACTIVE_STATES,
+    CHAMPION_ALIAS,
+    MAX_CHALLENGERS,
+    ChallengerStatus,
+    RolloutState,
+    Strategy,
+    challenger_arm,
+)
 from controller.watch.capture import captured_profile
 from registry.db.base import utcnow
 from registry.db.tables import Alias, Model, ModelVersion
@@ -59,15 +70,18 @@ def latest_rollout(session: Session, model: Model) -> Rollout | None:
 def start_rollout(
     session: Session,
     name: str,
-    challenger: int,
+    challenger: int | Sequence[int],
     plan: RolloutPlan,
     actor: str,
     outbound: OutboundPolicy | None = None,
     router: RouterSpec | None = None,
 ) -> Rollout:
-    """Starts the rollout, routed by the built-in gateway or by ``router``; with ``outbound``
-    both serving URLs (and a webhook router's URL) must be allowed by it (they were registered
-    under the policy of that time, which may have been tightened since)."""
+    """Starts the rollout of one challenger version or several (A/B/n), routed by the
+    built-in gateway or by ``router``; with ``outbound`` every serving URL (and a webhook
+    router's URL) must be allowed by it (they were registered under the policy of that time,
+    which may have been tightened since)."""
+    numbers = [challenger] if isinstance(challenger, int) else list(challenger)
+    _check_challengers(numbers, plan, router)
     if plan.metrics is not None and (router is None or router.kind != "webhook"):
         raise InvalidInput(
             "a metric source reads traffic Shelf's gateway does not see: it needs a webhook "
@@ -85,12 +99,15 @@ def start_rollout(
             f"model {name!r} has no champion to compare against: "
             f"run 'shelf alias set {name} champion VERSION' first"
         )
-    candidate = resolve(session, Reference(name, version=challenger))
-    if candidate.id == champion.id:
-        raise InvalidInput(f"version {challenger} is already the champion of {name!r}")
-    if candidate.status != "ready":
-        raise InvalidInput(f"version {challenger} of {name!r} is {candidate.status}, not ready")
-    for version in (champion, candidate):
+    candidates = []
+    for number in numbers:
+        candidate = resolve(session, Reference(name, version=number))
+        if candidate.id == champion.id:
+            raise InvalidInput(f"version {number} is already the champion of {name!r}")
+        if candidate.status != "ready":
+            raise InvalidInput(f"version {number} of {name!r} is {candidate.status}, not ready")
+        candidates.append(candidate)
+    for version in (champion, *candidates):
         if not version.serving_url:
             raise InvalidInput(
                 f"{name}@{version.version} has no serving URL; register it with --serving-url"
@@ -104,7 +121,10 @@ def start_rollout(
         model_id=model.id,
         active_model_id=model.id,
         champion_version_id=champion.id,
-        challenger_version_id=candidate.id,
+        challenger_version_id=candidates[0].id,
+        challengers=[
+            ChallengerArm(challenger_arm(i), c.id).to_json() for i, c in enumerate(candidates)
+        ],
         strategy=plan.strategy,
         mirror_bp=plan.mirror_bp,
         state=RolloutState.pending,
@@ -133,9 +153,34 @@ def start_rollout(
     return rollout
 
 
+def _check_challengers(numbers: list[int], plan: RolloutPlan, router: RouterSpec | None) -> None:
+    if not numbers:
+        raise InvalidInput("name at least one challenger version")
+    if len(numbers) > MAX_CHALLENGERS:
+        raise InvalidInput(
+            f"{len(numbers)} challengers: a rollout compares at most {MAX_CHALLENGERS} at once"
+        )
+    duplicates = sorted({n for n in numbers if numbers.count(n) > 1})
+    if duplicates:
+        raise InvalidInput(
+            "each challenger may be named once; repeated: " + ", ".join(map(str, duplicates))
+        )
+    if len(numbers) > 1:
+        if plan.strategy != Strategy.canary:
+            raise InvalidInput(
+                f"several challengers need the canary strategy, not {plan.strategy} "
+                "(they share the canary steps)"
+            )
+        if router is not None and router.kind != "gateway":
+            raise InvalidInput(
+                "several challengers need the built-in gateway: a webhook router takes one "
+                "challenger's weight"
+            )
+
+
 def pause(session: Session, name: str, actor: str) -> Rollout:
     _, rollout = require_active(session, name)
-    if rollout.state == RolloutState.paused:
+    if rollout.state in (RolloutState.paused, RolloutState.paused_on_harm):
         return rollout
     transition(
         session,
@@ -150,6 +195,9 @@ def pause(session: Session, name: str, actor: str) -> Rollout:
 
 def resume(session: Session, name: str, actor: str) -> Rollout:
     _, rollout = require_active(session, name)
+    if rollout.state == RolloutState.paused_on_harm:
+        _resume_after_harm(session, rollout, actor)
+        return rollout
     if rollout.state != RolloutState.paused:
         raise Conflict(f"the rollout of {name!r} is {rollout.state}, not paused")
     transition(
@@ -164,6 +212,49 @@ def resume(session: Session, name: str, actor: str) -> Rollout:
     return rollout
 
 
+def _resume_after_harm(session: Session, rollout: Rollout, actor: str) -> None:
+    """A person reviewed the harm and lets the rollout go on: the suspended challengers
+    return at the current step's weight, and the evidence starts afresh: the judged totals
+    (and deltas not yet merged) are cleared, so nothing measured before now counts. What was
+    measured stays in the audit trail (the pause event carries it) and the observations."""
+    plan = RolloutPlan.from_json(rollout.plan)
+    arms = challengers_of(rollout)
+    state = RolloutState(rollout.resume_state or RolloutState.canary)
+    weight = 0
+    if state == RolloutState.canary and plan.steps:
+        weight = plan.challenger_weight_bp(rollout.step_index, len(arms))
+    resumed = [
+        replace(
+            a,
+            status=ChallengerStatus.active if a.status == ChallengerStatus.suspended else a.status,
+            weight_bp=weight
+            if a.status in (ChallengerStatus.suspended, ChallengerStatus.active)
+            else 0,
+            reason="" if a.status == ChallengerStatus.suspended else a.reason,
+            step_start_samples=0,
+        )
+        for a in arms
+    ]
+    session.execute(delete(RolloutStratum).where(RolloutStratum.rollout_id == rollout.id))
+    session.execute(delete(ArmStatsDelta).where(ArmStatsDelta.rollout_id == rollout.id))
+    now = utcnow()
+    transition(
+        session,
+        rollout,
+        state,
+        actor,
+        f"resumed by {actor} after review of the harm; evidence starts afresh",
+        event="rollout.resumed",
+        resume_state=None,
+        harm_paused_at=None,
+        observed=None,
+        step_started_at=now,
+        step_start_samples=0,
+        mirror=state == RolloutState.shadowing,
+        **store(rollout, resumed),
+    )
+
+
 def promote(
     session: Session,
     name: str,
@@ -171,17 +262,34 @@ def promote(
     reason: str = "",
     evidence: Report | None = None,
     rollout: Rollout | None = None,
+    winner: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> Rollout:
-    """The challenger becomes champion: the alias moves and the rollout ends, in one commit.
-    A challenger registered without a reference profile gets one captured from its rollout
-    statistics, for the champion watch."""
+    """The challenger (``winner``, an arm; default the first in play) becomes champion: the
+    alias moves and the rollout ends, in one commit. A challenger registered without a
+    reference profile gets one captured from its rollout statistics, for the champion watch."""
     if rollout is None:
         _, rollout = require_active(session, name)
+    arms = challengers_of(rollout)
+    chosen = winner or next((a.arm for a in arms if a.in_play), None)
+    if chosen is None:
+        raise Conflict(f"the rollout of {name!r} has no challenger in play to promote")
+    arms = [
+        replace(a, status=ChallengerStatus.promoted)
+        if a.arm == chosen
+        else replace(
+            a,
+            status=ChallengerStatus.dropped if a.in_play else a.status,
+            reason=a.reason or f"{chosen} was promoted",
+        )
+        for a in arms
+    ]
+    store(rollout, arms)
     challenger = session.get(ModelVersion, rollout.challenger_version_id)
     assert challenger is not None
     why = reason or f"promoted by {actor}"
     if challenger.reference_profile is None:
-        captured = captured_profile(rollout.observed)
+        captured = captured_profile(rollout.observed, chosen)
         if captured is not None:
             challenger.reference_profile = captured
             audit.record(
@@ -201,8 +309,26 @@ def promote(
         actor,
         reason=f"rollout {rollout.id}: {why}",
     )
-    transition(session, rollout, RolloutState.promoted, actor, why, evidence)
+    transition(session, rollout, RolloutState.promoted, actor, why, evidence, details=details)
     return rollout
+
+
+def promote_by_hand(session: Session, name: str, actor: str, version: int | None = None) -> Rollout:
+    """A person promotes: challenger ``version`` (one still in play or suspended), or without
+    one the first challenger in play."""
+    _, rollout = require_active(session, name)
+    if version is None:
+        return promote(session, name, actor, rollout=rollout)
+    eligible = [a for a in challengers_of(rollout) if a.in_play or a.status == "suspended"]
+    for arm in eligible:
+        candidate = session.get(ModelVersion, arm.version_id)
+        if candidate is not None and candidate.version == version:
+            return promote(session, name, actor, rollout=rollout, winner=arm.arm)
+    numbers = [session.get(ModelVersion, a.version_id) for a in eligible]
+    raise InvalidInput(
+        f"version {version} is not a challenger in play in the rollout of {name!r}; in play: "
+        + (", ".join(str(v.version) for v in numbers if v is not None) or "none")
+    )
 
 
 def abort(session: Session, name: str, actor: str) -> Rollout:
@@ -294,10 +420,16 @@ def apply(
     evidence: Report,
     challenger_samples: int,
     now: datetime,
+    reports: Mapping[str, Report] | None = None,
+    samples: Mapping[str, int] | None = None,
 ) -> None:
-    """Carries out what :func:`controller.plans.decide` chose; ``challenger_samples`` is where
-    a new step's sample count starts."""
+    """Carries out what :func:`controller.abn.decide_arms` chose. ``evidence`` is the lead
+    challenger's report, ``reports`` every challenger's (by arm); ``challenger_samples`` (and
+    ``samples``, by arm) are where a new step's sample counts start."""
+    reports = reports or {}
+    samples = samples or {}
     step_start: dict[str, Any] = {"step_started_at": now, "step_start_samples": challenger_samples}
+    arms = challengers_of(rollout)
     if action.kind == ActionKind.hold:
         return
     if action.kind == ActionKind.start_shadow:
@@ -309,10 +441,19 @@ def apply(
             action.reason,
             evidence,
             mirror=True,
-            challenger_weight_bp=0,
             **step_start,
+            **store(
+                rollout,
+                [replace(a, weight_bp=0, step_start_samples=samples.get(a.arm, 0)) for a in arms],
+            ),
         )
     elif action.kind == ActionKind.set_step:
+        moved = [
+            replace(a, weight_bp=action.weight_bp, step_start_samples=samples.get(a.arm, 0))
+            if a.in_play
+            else a
+            for a in arms
+        ]
         transition(
             session,
             rollout,
@@ -322,15 +463,79 @@ def apply(
             evidence,
             mirror=False,
             step_index=action.step_index,
-            challenger_weight_bp=action.weight_bp,
             **step_start,
+            **store(rollout, moved),
         )
     elif action.kind == ActionKind.promote:
         model = session.get(Model, rollout.model_id)
         assert model is not None
-        promote(session, model.name, actor, action.reason, evidence, rollout)
+        winner = action.arms[0] if action.arms else None
+        chosen = reports.get(winner) if winner else None
+        details = None
+        if len(arms) > 1:
+            details = {
+                "winner": winner,
+                "primary_metric": RolloutPlan.from_json(rollout.plan).primary(),
+                "candidates": _arm_evidence(reports),
+            }
+        promote(
+            session, model.name, actor, action.reason, chosen or evidence, rollout, winner, details
+        )
     elif action.kind == ActionKind.roll_back:
-        roll_back_rollout(session, rollout, actor, action.reason, evidence)
+        details = {"candidates": _arm_evidence(reports)} if len(arms) > 1 else None
+        transition(
+            session,
+            rollout,
+            RolloutState.rolled_back,
+            actor,
+            action.reason,
+            _first(reports, action.arms) or evidence,
+            details=details,
+            **store(
+                rollout, with_status(arms, action.arms, ChallengerStatus.dropped, action.reason)
+            ),
+        )
+    elif action.kind == ActionKind.drop:
+        transition(
+            session,
+            rollout,
+            RolloutState(rollout.state),
+            actor,
+            f"dropped {', '.join(action.arms)}: {action.reason}",
+            _first(reports, action.arms) or evidence,
+            event="rollout.challenger_dropped",
+            details={"dropped": list(action.arms), "candidates": _arm_evidence(reports)},
+            **store(
+                rollout, with_status(arms, action.arms, ChallengerStatus.dropped, action.reason)
+            ),
+        )
+    elif action.kind == ActionKind.pause_on_harm:
+        already = rollout.state == RolloutState.paused_on_harm
+        resume_to = rollout.resume_state if rollout.state == RolloutState.paused else rollout.state
+        transition(
+            session,
+            rollout,
+            RolloutState.paused_on_harm,
+            actor,
+            f"paused on harm, waiting for review: {action.reason}",
+            _first(reports, action.arms) or evidence,
+            event="rollout.paused_on_harm",
+            details={"suspended": list(action.arms), "candidates": _arm_evidence(reports)},
+            resume_state=rollout.resume_state if already else resume_to,
+            mirror=False,
+            harm_paused_at=rollout.harm_paused_at if already else now,
+            **store(
+                rollout, with_status(arms, action.arms, ChallengerStatus.suspended, action.reason)
+            ),
+        )
+
+
+def _first(reports: Mapping[str, Report], arms: tuple[str, ...]) -> Report | None:
+    return next((reports[a] for a in arms if a in reports), None)
+
+
+def _arm_evidence(reports: Mapping[str, Report]) -> dict[str, Any]:
+    return {arm: report.model_dump(mode="json") for arm, report in reports.items()}
 
 
 def needs_routing(rollout: Rollout) -> bool:

@@ -7,11 +7,13 @@ state, for the API and the reconciler alike."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from controller.rollouts.arms import challengers_of, store
 from controller.stats import Report
 from controller.tables import Rollout
 from controller.vocabulary import FINAL_STATES, ROUTING_CHANNEL, RolloutState
@@ -36,11 +38,23 @@ def describe(session: Session, rollout: Rollout) -> dict[str, Any]:
     model = session.get(Model, rollout.model_id)
     champion = session.get(ModelVersion, rollout.champion_version_id)
     challenger = session.get(ModelVersion, rollout.challenger_version_id)
+    challengers = []
+    for arm in challengers_of(rollout):
+        version = session.get(ModelVersion, arm.version_id)
+        challengers.append(
+            {
+                "arm": arm.arm,
+                "version": version.version if version else None,
+                "weight_bp": arm.weight_bp,
+                "status": arm.status,
+            }
+        )
     return {
         "rollout_id": rollout.id,
         "model": model.name if model else None,
         "champion_version": champion.version if champion else None,
         "challenger_version": challenger.version if challenger else None,
+        "challengers": challengers,
         "strategy": rollout.strategy,
         "state": rollout.state,
         "step_index": rollout.step_index,
@@ -58,10 +72,12 @@ def transition(
     reason: str,
     evidence: Report | None = None,
     event: str | None = None,
+    details: dict[str, Any] | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
     """Move ``rollout`` to ``state`` (with column ``changes``) and announce it as ``event``
-    (default ``rollout.<state>``); returns the audit payload."""
+    (default ``rollout.<state>``), with ``details`` (e.g. every challenger's evidence) in the
+    announcement; returns the audit payload."""
     previous = rollout.state
     for column, value in changes.items():
         setattr(rollout, column, value)
@@ -76,8 +92,13 @@ def transition(
         rollout.challenger_weight_bp = 0
         rollout.mirror = False
         rollout.resume_state = None
+        rollout.harm_paused_at = None
+        arms = [replace(a, weight_bp=0) for a in challengers_of(rollout)]
+        store(rollout, arms)
+        rollout.challenger_weight_bp = 0
     session.flush()
     payload = {**describe(session, rollout), "from_state": previous, "reason": reason}
+    payload.update(details or {})
     if evidence is not None:
         payload["evidence"] = evidence.model_dump(mode="json")
     model = session.get(Model, rollout.model_id)

@@ -50,8 +50,10 @@ def profile_from_stats(stats: ArmStats) -> dict[str, Any] | None:
     return parse_profile(document)
 
 
-def captured_profile(observed: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The challenger's profile from a rollout's latest look (``Rollout.observed``)."""
+def captured_profile(
+    observed: Mapping[str, Any] | None, arm: str = Arm.challenger.value
+) -> dict[str, Any] | None:
+    """A challenger's (``arm``'s) profile from a rollout's latest look (``Rollout.observed``)."""
     arms = (observed or {}).get("arms", {})
-    challenger = arms.get(Arm.challenger)
+    challenger = arms.get(arm)
     return profile_from_stats(ArmStats.from_json(challenger)) if challenger else None

@@ -114,3 +114,58 @@ def test_a_sampled_shadow_says_its_share_in_the_report_and_the_ci_summary() -> N
     assert "(shadow, mirroring 25%)" in render_html([RolloutHistory(sampled, history.observations)])
     assert "Strategy shadow, mirroring 25%," in markdown(sampled)
     assert "Strategy canary," in markdown(history.rollout)  # a full shadow or canary: no share
+
+
+def test_an_abn_rollout_shows_every_challenger_in_the_report_and_the_ci_summary() -> None:
+    from controller.api.schemas import ChallengerLook, ChallengerOut
+    from controller.cli.summary import markdown
+
+    single = rolled_back_after_one_look()
+    harm = single.rollout.evidence
+    assert harm is not None
+    fine = evaluate(
+        parse_guardrails(["error_rate"]), ArmStats(requests=5_000), ArmStats(requests=5_000), 0.05
+    )
+    rollout = single.rollout.model_copy(
+        update={
+            "state": "promoted",
+            "challenger_version": 3,
+            "challengers": [
+                ChallengerOut(
+                    arm="challenger",
+                    version=2,
+                    weight_bp=0,
+                    status="dropped",
+                    reason="error_rate: harm",
+                    evidence=harm,
+                ),
+                ChallengerOut(
+                    arm="challenger-2", version=3, weight_bp=0, status="promoted", evidence=fine
+                ),
+            ],
+            "arms": {
+                **single.rollout.arms,
+                "challenger-2": ArmSummary.of(ArmStats(requests=5_000)),
+            },
+        }
+    )
+    look = single.observations[0].model_copy(
+        update={
+            "challengers": {
+                "challenger": ChallengerLook(
+                    version=2, weight_bp=0, status="dropped", requests=5_000, evidence=harm
+                ),
+                "challenger-2": ChallengerLook(
+                    version=3, weight_bp=1000, status="active", requests=5_000, evidence=fine
+                ),
+            }
+        }
+    )
+    html = render_html([RolloutHistory(rollout, [look])])
+    assert "v1 → v2, v3" in html
+    assert "challenger (v2): error_rate" in html and "challenger-2 (v3): error_rate" in html
+    assert "<td>dropped</td>" in html and "<th>challenger-2</th>" in html
+    text = markdown(rollout)
+    assert "v1 → v2, v3: **promoted**" in text
+    assert "| challenger | v2 | dropped | harm | error_rate: harm |" in text
+    assert "| challenger-2 (v3): guardrail |" in text

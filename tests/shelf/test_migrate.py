@@ -139,3 +139,85 @@ def test_observations_stored_as_summaries_become_reports_and_back(database_url: 
         assert (json.loads(stored) if isinstance(stored, str) else stored) == summary
     finally:
         engine.dispose()
+
+
+def test_existing_rollouts_list_their_one_challenger_after_0006(database_url: str) -> None:
+    """Revision 0006 keeps existing rollouts as they were: their challenger becomes the first
+    (and only) entry of ``challengers``, with its weight and an outcome-consistent status."""
+    from sqlalchemy import text
+
+    migrate.upgrade(database_url, "0005")
+    engine = make_engine(database_url)
+    now = "2026-11-28 10:00:00+00:00"
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO models (id, name, description, created_at, created_by, "
+                    "next_version) VALUES (1, 'fraud', '', :now, 't', 3)"
+                ),
+                {"now": now},
+            )
+            for version in (1, 2):
+                connection.execute(
+                    text(
+                        "INSERT INTO model_versions (id, model_id, version, status, description,"
+                        " tags, manifest_digest, total_size, file_count, created_at, created_by)"
+                        " VALUES (:v, 1, :v, 'ready', '', '{}', :d, 0, 0, :now, 't')"
+                    ),
+                    {"v": version, "d": "0" * 64, "now": now},
+                )
+            for rollout_id, state, weight in ((1, "promoted", 0), (2, "canary", 2500)):
+                connection.execute(
+                    text(
+                        "INSERT INTO rollouts (id, model_id, champion_version_id, "
+                        "challenger_version_id, strategy, state, step_index, "
+                        "challenger_weight_bp, mirror, plan, alpha, reason, revision, "
+                        "step_start_samples, created_at, updated_at, created_by) VALUES "
+                        "(:id, 1, 1, 2, 'canary', :state, 1, :weight, false, '{}', 0.05, '', 1, "
+                        ":start, :now, :now, 't')"
+                    ),
+                    {
+                        "id": rollout_id,
+                        "state": state,
+                        "weight": weight,
+                        "start": 700 * rollout_id,
+                        "now": now,
+                    },
+                )
+        migrate.upgrade(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT challengers FROM rollouts ORDER BY id")).all()
+        listed = [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+        assert listed == [
+            [
+                {
+                    "arm": "challenger",
+                    "version_id": 2,
+                    "weight_bp": 0,
+                    "status": "promoted",
+                    "reason": "",
+                    "step_start_samples": 700,
+                }
+            ],
+            [
+                {
+                    "arm": "challenger",
+                    "version_id": 2,
+                    "weight_bp": 2500,
+                    "status": "active",
+                    "reason": "",
+                    "step_start_samples": 1400,
+                }
+            ],
+        ]
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE rollouts SET state = 'paused_on_harm' WHERE id = 2"))
+        migrate.downgrade(database_url, "0005")
+        with engine.connect() as connection:
+            state = connection.execute(
+                text("SELECT state, resume_state FROM rollouts WHERE id = 2")
+            )
+            assert tuple(state.one()) == ("paused", "canary")
+    finally:
+        engine.dispose()

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import os
 import uuid
-from collections import deque
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from registry.storage.base import (
     blob_key,
     hash_all_while,
     promised,
+    write_fully,
 )
 
 
@@ -55,14 +54,7 @@ class LocalBlobWriter:
         self._written += sum(map(len, chunks))
 
     def _write_fully(self, chunks: Sequence[bytes]) -> None:
-        """``os.writev`` until every byte is written: no buffer, no join, one call per batch."""
-        pending = deque(memoryview(chunk) for chunk in chunks if chunk)
-        while pending:
-            done = os.writev(self._file.fileno(), list(itertools.islice(pending, IOV_MAX)))
-            while done and done >= len(pending[0]):
-                done -= len(pending.popleft())
-            if done:
-                pending[0] = pending[0][done:]
+        write_fully(self._file.fileno(), chunks)
 
     def commit(self, digest: str | None = None) -> int:
         try:
@@ -85,7 +77,6 @@ class LocalBlobWriter:
 
 
 TMP_DIR = "tmp"
-IOV_MAX = 1024  # the most buffers one writev takes (POSIX guarantees at least 16; Linux 1024)
 
 
 def _locked_temp_file(folder: Path) -> tuple[Path, BinaryIO]:

@@ -67,6 +67,29 @@ def baseline_copy(source: Path, target: Path) -> float:
     return elapsed
 
 
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) a process has spent; this process's own by default."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes (None: this one) between ``start`` and ``stop``."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self._started: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._started = {name: cpu_s(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        return {name: round(cpu_s(pid) - self._started[name], 2) for name, pid in self.pids.items()}
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -145,17 +168,25 @@ def measure_local(args: argparse.Namespace, work: Path, size_mb: int) -> dict[st
     baseline, uploads, downloads = [], [], []
     process, url = start_server(work / "home")
     client = Client(url, timeout_s=600)
+    meter = CpuMeter({"server": process.pid, "client": None})
+    cpu: dict[str, list[dict[str, float]]] = {}
     try:
         register(client, "small", small)
         rss_small = peak_rss_mib(process.pid)
         for round_ in range(args.repeat):
+            meter.start()
             baseline.append(baseline_copy(large, work / "copy.bin"))
+            cpu.setdefault("baseline", []).append(meter.stop())
             # A fresh model name each round and a changed file: every round really uploads.
             if round_:
                 touch_first_block(large, round_)
+            meter.start()
             upload_s, version = register(client, f"large{round_}", large)
             uploads.append(upload_s)
+            cpu.setdefault("register", []).append(meter.stop())
+            meter.start()
             downloads.append(download(client, f"large{round_}", version, work / "out"))
+            cpu.setdefault("download", []).append(meter.stop())
         rss_large = peak_rss_mib(process.pid)
     finally:
         client.close()
@@ -172,6 +203,7 @@ def measure_local(args: argparse.Namespace, work: Path, size_mb: int) -> dict[st
         "download_mb_s": round(mb / download_s, 1),
         "upload_ratio": round(baseline_s / upload_s, 3),
         "download_ratio": round(baseline_s / download_s, 3),
+        "cpu_s": {what: least_cpu(rounds) for what, rounds in cpu.items()},
         "server_peak_rss_small_mib": round(rss_small, 1),
         "server_peak_rss_large_mib": round(rss_large, 1),
         "server_peak_rss_growth_mib": round(rss_large - rss_small, 1),
@@ -211,6 +243,8 @@ def measure_s3(args: argparse.Namespace, work: Path, size_mb: int) -> dict[str, 
     client = Client(url, timeout_s=600)
     config = TransferConfig()  # boto3's defaults: 8 MiB parts, 10 at a time
     boto_up, boto_down, uploads, downloads = [], [], [], []
+    meter = CpuMeter({"moto": moto.pid, "server": process.pid, "client": None})
+    cpu: dict[str, list[dict[str, float]]] = {}
     try:
         register(client, "small", small)
         rss_small = peak_rss_mib(process.pid)
@@ -218,17 +252,25 @@ def measure_s3(args: argparse.Namespace, work: Path, size_mb: int) -> dict[str, 
             if round_:
                 touch_first_block(large, round_)
             key = f"baseline/{round_}"
+            meter.start()
             start = time.perf_counter()
             s3.upload_file(str(large), "bench", key, Config=config)
             boto_up.append(time.perf_counter() - start)
+            cpu.setdefault("boto3_upload", []).append(meter.stop())
+            meter.start()
             start = time.perf_counter()
             s3.download_file("bench", key, str(work / "boto.bin"), Config=config)
             boto_down.append(time.perf_counter() - start)
+            cpu.setdefault("boto3_download", []).append(meter.stop())
             (work / "boto.bin").unlink()
             s3.delete_object(Bucket="bench", Key=key)
+            meter.start()
             upload_s, version = register(client, f"large{round_}", large)
             uploads.append(upload_s)
+            cpu.setdefault("register", []).append(meter.stop())
+            meter.start()
             downloads.append(download(client, f"large{round_}", version, work / "out"))
+            cpu.setdefault("download", []).append(meter.stop())
         rss_large = peak_rss_mib(process.pid)
     finally:
         client.close()
@@ -249,10 +291,23 @@ def measure_s3(args: argparse.Namespace, work: Path, size_mb: int) -> dict[str, 
         "download_mb_s": round(mb / down_s, 1),
         "register_time_ratio": round(up_s / boto_up_s, 3),
         "download_time_ratio": round(down_s / boto_down_s, 3),
+        "cpu_s": {what: least_cpu(rounds) for what, rounds in cpu.items()},
+        "register_cpu_ratio": cpu_ratio(cpu, "register", "boto3_upload"),
+        "download_cpu_ratio": cpu_ratio(cpu, "download", "boto3_download"),
         "server_peak_rss_small_mib": round(rss_small, 1),
         "server_peak_rss_large_mib": round(rss_large, 1),
         "server_peak_rss_growth_mib": round(rss_large - rss_small, 1),
     }
+
+
+def least_cpu(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The round with the least CPU in total (the one least disturbed by anything else)."""
+    best = min(rounds, key=lambda r: sum(r.values()))
+    return {**best, "total": round(sum(best.values()), 2)}
+
+
+def cpu_ratio(cpu: dict[str, list[dict[str, float]]], what: str, baseline: str) -> float:
+    return round(least_cpu(cpu[what])["total"] / least_cpu(cpu[baseline])["total"], 3)
 
 
 def main() -> None:
@@ -297,6 +352,7 @@ def print_local(result: dict[str, object], small_mb: int) -> None:
     print(
         f"{'download (verified)':22}{result['download_mb_s']:>10}{result['download_ratio']:>20.3f}"
     )
+    print_cpu(result)
     print_memory(result, small_mb)
 
 
@@ -311,7 +367,19 @@ def print_s3(result: dict[str, object], small_mb: int) -> None:
     print(
         f"{'shelf download':26}{result['download_mb_s']:>10}{result['download_time_ratio']:>22.3f}"
     )
+    print_cpu(result)
+    print(
+        f"CPU ratio to boto3: register {result['register_cpu_ratio']}, "
+        f"download {result['download_cpu_ratio']}"
+    )
     print_memory(result, small_mb)
+
+
+def print_cpu(result: dict[str, object]) -> None:
+    print("CPU seconds by process (the round with the least in total):")
+    spent_by: dict[str, dict[str, float]] = result["cpu_s"]  # type: ignore[assignment]
+    for what, spent in spent_by.items():
+        print(f"  {what:16}" + "  ".join(f"{name} {value:.2f}" for name, value in spent.items()))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from rich.progress import (
 from registry.client.http import Connection
 from registry.errors import IntegrityError, InvalidInput
 from registry.names import check_manifest_path
-from registry.storage.base import hash_all_while, write_fully
+from registry.storage.base import hash_while
 
 CHUNK = 1024 * 1024
 
@@ -92,43 +92,29 @@ def hash_files(files: list[tuple[str, Path]], show_progress: bool) -> list[Local
 
 
 class _PipelinedSink:
-    """Hashes and writes on worker threads while the next chunks arrive from the network:
-    sha256 and file writes release the GIL, so receiving, hashing and writing overlap. Chunks
-    go over in batches of ``BATCH`` bytes, written with one ``writev`` and never joined."""
+    """Hashes and writes on a worker thread while the next chunk arrives from the network:
+    sha256 and file writes release the GIL, so receiving, hashing and writing overlap."""
 
-    DEPTH = 2
-    BATCH = 4 * 1024 * 1024
+    DEPTH = 4
 
     def __init__(self, handle: BinaryIO) -> None:
-        self._fd = handle.fileno()
+        self._handle = handle
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelf-download")
         self._pending: deque[Future[None]] = deque()
-        self._batch: list[bytes] = []
-        self._batched = 0
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def _consume(self, chunks: list[bytes]) -> None:
-        hash_all_while(self.digest, chunks, lambda batch: write_fully(self._fd, batch))
+    def _consume(self, chunk: bytes) -> None:
+        hash_while(self.digest, chunk, self._handle.write)
 
     def write(self, chunk: bytes) -> None:
-        self._batch.append(chunk)
-        self._batched += len(chunk)
-        self.size += len(chunk)
-        if self._batched >= self.BATCH:
-            self._hand_over()
-
-    def _hand_over(self) -> None:
         if len(self._pending) >= self.DEPTH:
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._consume, self._batch))
-        self._batch, self._batched = [], 0
+        self._pending.append(self._pool.submit(self._consume, chunk))
+        self.size += len(chunk)
 
     def close(self) -> None:
-        """Writes what is left and waits for every batch; raises the first failure."""
         try:
-            if self._batch:
-                self._hand_over()
             while self._pending:
                 self._pending.popleft().result()
         finally:
@@ -288,7 +274,7 @@ def download_version(
                 ):
                     sink = _PipelinedSink(handle)
                     try:
-                        for chunk in response.iter_bytes():
+                        for chunk in response.iter_bytes(CHUNK):
                             if sink.size + len(chunk) > declared:
                                 raise IntegrityError(
                                     f"{path!r}: the server sent more than the {declared} bytes "

@@ -24,6 +24,19 @@ CHUNK_SIZE = 1024 * 1024
 _HASHING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shelf-sha256")
 
 
+def hash_while(hasher: Hash, chunk: bytes, write: Callable[[bytes], object]) -> None:
+    """``hasher.update(chunk)`` on a worker thread while ``write(chunk)`` runs on this one."""
+    if len(chunk) < 256 * 1024:
+        hasher.update(chunk)
+        write(chunk)
+        return
+    hashing = _HASHING.submit(hasher.update, chunk)
+    try:
+        write(chunk)
+    finally:
+        hashing.result()
+
+
 def hash_all_while(
     hasher: Hash, chunks: Sequence[bytes], write_all: Callable[[Sequence[bytes]], object]
 ) -> None:

@@ -60,7 +60,15 @@ class Settings(BaseSettings):
     artifact_uri: str | None = Field(default=None, description="file://… or s3://bucket/prefix")
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
-    s3_multipart_chunk_mb: int = Field(default=16, ge=5, le=512)
+    s3_multipart_chunk_mb: int = Field(
+        default=8, ge=5, le=512, description="Size of each part of a multipart upload to S3"
+    )
+    s3_upload_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=32,
+        description="Parts of one upload sent to S3 at once (memory: this many parts plus one)",
+    )
     s3_max_attempts: int = Field(default=5, ge=1, le=20, description="Tries per S3 request")
     gc_grace_s: float = Field(
         default=24 * 3600.0,

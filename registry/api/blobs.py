@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -34,11 +35,15 @@ def _check_digest(digest: str) -> str:
 def missing_blobs(
     body: DigestList, ctx: AppContext = Depends(context), _: Principal = Depends(caller)
 ) -> MissingBlobs:
-    """Which of these digests the registry does not hold yet (so clients upload only those)."""
+    """Which of these digests the registry does not hold yet (so clients upload only those),
+    and how best to send them to this registry's artifact store."""
     digests = sorted({_check_digest(d) for d in body.digests})
     with ctx.database.session() as session:
         known = known_sizes(session, digests)
-    return MissingBlobs(missing=[d for d in digests if d not in known])
+    return MissingBlobs(
+        missing=[d for d in digests if d not in known],
+        send_digest_first=not ctx.store.digest_last_is_cheap,
+    )
 
 
 @router.put("/{digest}", response_model=BlobOut, status_code=201)
@@ -123,20 +128,31 @@ async def _split_trailer(
 
 
 async def _write_all(writer: BlobWriter, chunks: AsyncIterator[bytes]) -> None:
-    """Feeds ``writer`` on a worker thread in batches while the next batch arrives."""
+    """Feeds ``writer`` on a worker thread in batches while the next batch arrives. A batch is
+    the list of chunks as received, never joined: the store copies each byte at most once."""
     pending: asyncio.Future[None] | None = None
-    batch = bytearray()
-    async for chunk in chunks:
-        batch += chunk
-        if len(batch) >= WRITE_BATCH:
-            if pending is not None:
-                await pending
-            pending = asyncio.ensure_future(asyncio.to_thread(writer.write, bytes(batch)))
-            batch.clear()
+    batch: list[bytes] = []
+    batched = 0
+    try:
+        async for chunk in chunks:
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= WRITE_BATCH:
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(asyncio.to_thread(writer.write_many, batch))
+                batch, batched = [], 0
+    except BaseException:
+        # The caller aborts the writer next: let the batch being written finish first, so
+        # nothing (a part, a multipart upload) reaches the store after the abort.
+        if pending is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(pending)
+        raise
     if pending is not None:
         await pending
     if batch:
-        await asyncio.to_thread(writer.write, bytes(batch))
+        await asyncio.to_thread(writer.write_many, batch)
 
 
 def _remember(ctx: AppContext, digest: str, size: int) -> None:

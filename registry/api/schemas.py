@@ -252,6 +252,12 @@ class BlobOut(BaseModel):
 
 class MissingBlobs(BaseModel):
     missing: list[str]
+    send_digest_first: bool = Field(
+        default=False,
+        description="Whether clients should hash a file before sending it (PUT "
+        "/v1/blobs/{digest}) rather than send its digest last (POST /v1/blobs): true when the "
+        "artifact store can publish a digest-last upload only by copying it (S3)",
+    )
 
 
 class ErrorOut(BaseModel):

@@ -195,12 +195,18 @@ def upload_files(
     client: Connection, files: list[tuple[str, Path]], show_progress: bool
 ) -> tuple[list[LocalFile], int]:
     """Hashes ``files`` and uploads what the registry lacks; returns them and the bytes sent.
-    Small files are hashed first and checked in one request; big ones are sent while hashed."""
+    Small files are hashed first and checked in one request. Big ones are sent while hashed,
+    digest last, unless the registry asks for the digest first (an S3 store, which would
+    otherwise stage and copy them): then they too are hashed first, one local read each."""
     big = [(p, s) for p, s in files if s.stat().st_size >= STREAM_HASHED_FROM]
     small = [(p, s) for p, s in files if s.stat().st_size < STREAM_HASHED_FROM]
     hashed = {f.path: f for f in hash_files(small, show_progress)}
-    sent = upload_missing(client, list(hashed.values()), show_progress)
-    if big:
+    sent, digest_first = upload_missing(client, list(hashed.values()), show_progress)
+    if big and digest_first:
+        entries = hash_files(big, show_progress)
+        hashed.update((f.path, f) for f in entries)
+        sent += upload_missing(client, entries, show_progress)[0]
+    elif big:
         with _progress(show_progress) as progress:
             task = progress.add_task("uploading", total=sum(s.stat().st_size for _, s in big))
             for path, source in big:
@@ -214,10 +220,14 @@ def upload_files(
     return [hashed[path] for path, _ in files], sent
 
 
-def upload_missing(client: Connection, files: list[LocalFile], show_progress: bool) -> int:
-    """Uploads the blobs the registry lacks; returns the bytes sent."""
+def upload_missing(
+    client: Connection, files: list[LocalFile], show_progress: bool
+) -> tuple[int, bool]:
+    """Uploads the blobs the registry lacks, digest first; returns the bytes sent and whether
+    the registry wants big files' digests first too."""
     digests = sorted({f.digest for f in files})
-    missing = set(client.post("/v1/blobs/missing", {"digests": digests})["missing"])
+    answer = client.post("/v1/blobs/missing", {"digests": digests})
+    missing = set(answer["missing"])
     todo: dict[str, LocalFile] = {}
     for entry in files:
         if entry.digest in missing:
@@ -231,7 +241,7 @@ def upload_missing(client: Connection, files: list[LocalFile], show_progress: bo
                 progress.advance(task, n)
 
             client.upload_blob(entry.digest, entry.size, _read_chunks(entry.source, advance))
-    return total
+    return total, bool(answer.get("send_digest_first", False))
 
 
 def download_version(

@@ -22,6 +22,7 @@ def open_store(settings: Settings) -> ArtifactStore:
             region=settings.s3_region,
             part_size_mb=settings.s3_multipart_chunk_mb,
             max_attempts=settings.s3_max_attempts,
+            upload_concurrency=settings.s3_upload_concurrency,
         )
     if scheme == "file":
         from registry.storage.local import LocalStore

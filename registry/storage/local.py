@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -28,8 +28,9 @@ from registry.storage.base import (
     DIGEST_RE,
     StoredItem,
     blob_key,
-    hash_while,
+    hash_all_while,
     promised,
+    write_fully,
 )
 
 
@@ -46,14 +47,19 @@ class LocalBlobWriter:
         self._written = 0
 
     def write(self, chunk: bytes) -> None:
-        hash_while(self._hash, chunk, self._file.write)
-        self._written += len(chunk)
+        self.write_many((chunk,))
+
+    def write_many(self, chunks: Sequence[bytes]) -> None:
+        hash_all_while(self._hash, chunks, self._write_fully)
+        self._written += sum(map(len, chunks))
+
+    def _write_fully(self, chunks: Sequence[bytes]) -> None:
+        write_fully(self._file.fileno(), chunks)
 
     def commit(self, digest: str | None = None) -> int:
         try:
             digest = promised(self._digest, digest)
             verify(digest, self._size, self._hash.hexdigest(), self._written)
-            self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
             final = self._root / blob_key(digest)
@@ -79,7 +85,7 @@ def _locked_temp_file(folder: Path) -> tuple[Path, BinaryIO]:
     folder.mkdir(parents=True, exist_ok=True)
     while True:
         path = folder / f"upload-{uuid.uuid4().hex}"
-        handle = path.open("xb")
+        handle = path.open("xb", buffering=0)
         _lock(handle)
         try:
             if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
@@ -145,6 +151,8 @@ def read_verified(digest: str, chunks: Iterator[bytes], where: str) -> Iterator[
 
 class LocalStore:
     """The embedded default: ``file:///path`` (``$SHELF_HOME/artifacts``)."""
+
+    digest_last_is_cheap = True  # published by a rename, whenever the digest arrives
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -1,17 +1,21 @@
 """Blobs in S3 (or MinIO and other S3-compatible stores) through boto3.
 
 An upload is a multipart upload straight to the blob's final key, one part per
-``SHELF_S3_MULTIPART_CHUNK_MB`` buffered bytes, so memory stays constant. S3 shows nothing under
+``SHELF_S3_MULTIPART_CHUNK_MB`` buffered bytes and up to ``SHELF_S3_UPLOAD_CONCURRENCY`` parts in
+flight, so memory stays constant. S3 shows nothing under
 the key until ``CompleteMultipartUpload``, which is only called once the size and sha256 of
 everything sent match the client's promise; otherwise the upload is aborted and no object
 ever appears."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -22,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.errors import InvalidInput, NotFound, StoreUnavailable
 from registry.storage.base import CHUNK_SIZE, DIGEST_RE, StoredItem, blob_key, promised
+from registry.storage.buffers import PartBuffers
 from registry.storage.local import read_verified, verify
 
 if TYPE_CHECKING:
@@ -42,8 +47,14 @@ def _missing(error: ClientError) -> bool:
 
 
 class S3BlobWriter:
-    """Without a digest up front the upload goes to a staging key (``uploads/<random>``) and is
-    copied server-side to its content address once verified (S3 has no rename)."""
+    """Parts go to S3 on the store's thread pool, up to ``concurrency`` at a time, while the
+    next part fills: one upload keeps as many requests in flight as boto3's ``upload_file``,
+    and holds at most ``concurrency + 1`` parts in memory whatever the blob's size. The sha256
+    is taken here, in the order the bytes arrive, so what S3 receives is what is verified.
+
+    Without a digest up front the upload goes to a staging key (``uploads/<random>``) and is
+    copied server-side to its content address once verified (S3 has no rename); clients send
+    the digest first to S3-backed registries (``ArtifactStore.digest_last_is_cheap``)."""
 
     def __init__(self, store: S3Store, digest: str | None, size: int | None) -> None:
         self._store = store
@@ -52,37 +63,76 @@ class S3BlobWriter:
         self._digest = digest
         self._size = size
         self._hash = hashlib.sha256()
-        self._buffer = bytearray()
+        self._part: bytearray | None = None  # the part being filled, from ``store.buffers``
+        self._filled = 0
         self._written = 0
         self._upload_id: str | None = None
+        self._sent = 0
+        self._in_flight: deque[Future[dict[str, Any]]] = deque()
         self._parts: list[dict[str, Any]] = []
 
     def write(self, chunk: bytes) -> None:
+        self.write_many((chunk,))
+
+    def write_many(self, chunks: Sequence[bytes]) -> None:
+        for chunk in chunks:
+            self._append(chunk)
+
+    def _append(self, chunk: bytes) -> None:
         self._hash.update(chunk)
         self._written += len(chunk)
-        self._buffer += chunk
+        view, start = memoryview(chunk), 0
+        while start < len(view):
+            if self._part is None:
+                self._part = self._store.buffers.take()
+            room = len(self._part) - self._filled
+            piece = view[start : start + room]
+            self._part[self._filled : self._filled + len(piece)] = piece
+            self._filled += len(piece)
+            start += len(piece)
+            if self._filled == len(self._part):
+                self._send_part()
+
+    def _take_part(self) -> bytearray | bytes:
+        """The filled part: the buffer itself when full (given back once sent), else a copy
+        of what it holds (the last part) and the buffer goes back at once."""
+        part, filled = self._part, self._filled
+        self._part, self._filled = None, 0
+        if part is None:
+            return b""
+        if filled == len(part):
+            return part
+        body = bytes(memoryview(part)[:filled])
+        self._store.buffers.give(part)
+        return body
+
+    def _send_part(self) -> None:
+        """Hands the filled part to the pool, first waiting for a slot among the in-flight."""
+        store = self._store
         try:
-            while len(self._buffer) >= self._store.part_size:
-                self._send_part(self._store.part_size)
+            if self._upload_id is None:
+                created = store.client.create_multipart_upload(Bucket=store.bucket, Key=self._key)
+                self._upload_id = created["UploadId"]
+            while len(self._in_flight) >= store.upload_concurrency or (
+                self._in_flight and self._in_flight[0].done()
+            ):
+                self._parts.append(self._in_flight.popleft().result())
         except (BotoCoreError, ClientError) as error:
             raise _unavailable(error) from error
-
-    def _send_part(self, size: int | None = None) -> None:
-        """Sends the first ``size`` buffered bytes (all of them by default) as the next part."""
-        client = self._store.client
-        if self._upload_id is None:
-            created = client.create_multipart_upload(Bucket=self._store.bucket, Key=self._key)
-            self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
-        sent = client.upload_part(
-            Bucket=self._store.bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=bytes(self._buffer[:size]),
+        self._sent += 1
+        self._in_flight.append(
+            store.pool.submit(
+                _upload_part, store, self._key, self._upload_id, self._sent, self._take_part()
+            )
         )
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
-        del self._buffer[:size]
+
+    def _settle(self) -> None:
+        """Waits for every part in flight; raises the first failure."""
+        try:
+            while self._in_flight:
+                self._parts.append(self._in_flight.popleft().result())
+        except (BotoCoreError, ClientError) as error:
+            raise _unavailable(error) from error
 
     def commit(self, digest: str | None = None) -> int:
         client = self._store.client
@@ -91,11 +141,12 @@ class S3BlobWriter:
             verify(digest, self._size, self._hash.hexdigest(), self._written)
             if self._upload_id is None:
                 client.put_object(
-                    Bucket=self._store.bucket, Key=self._key, Body=bytes(self._buffer)
+                    Bucket=self._store.bucket, Key=self._key, Body=bytes(self._take_part())
                 )
             else:
-                if self._buffer:
+                if self._filled:
                     self._send_part()
+                self._settle()
                 client.complete_multipart_upload(
                     Bucket=self._store.bucket,
                     Key=self._key,
@@ -111,7 +162,6 @@ class S3BlobWriter:
         except BaseException:
             self.abort()
             raise
-        self._buffer.clear()
         return self._written
 
     def _publish_staged(self, digest: str) -> None:
@@ -126,8 +176,14 @@ class S3BlobWriter:
 
     def abort(self) -> None:
         """Best effort and never raises: what an unreachable store keeps (a multipart upload,
-        a staging object) is left to ``shelf gc`` and the bucket's lifecycle rule."""
-        self._buffer.clear()
+        a staging object) is left to ``shelf gc`` and the bucket's lifecycle rule. Parts still
+        in flight are waited for first, so none lands after the multipart upload is aborted."""
+        if self._part is not None:
+            self._store.buffers.give(self._part)
+            self._part, self._filled = None, 0
+        while self._in_flight:
+            with contextlib.suppress(Exception):
+                self._in_flight.popleft().result()
         client, bucket, key = self._store.client, self._store.bucket, self._key
         if self._staged and self._upload_id is None:
             _best_effort(lambda: client.delete_object(Bucket=bucket, Key=key), key)
@@ -137,6 +193,25 @@ class S3BlobWriter:
                 lambda: client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
                 key,
             )
+
+
+def _upload_part(
+    store: S3Store, key: str, upload_id: str, number: int, body: bytearray | bytes
+) -> dict[str, Any]:
+    """Sends one part. A ``bytearray`` body is signed, checksummed and sent as it is (botocore
+    wraps ``bytes`` in a ``BytesIO`` and reads it back in copies), then given back."""
+    try:
+        sent = store.client.upload_part(
+            Bucket=store.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,  # type: ignore[arg-type]  # botocore takes bytearray; the stubs omit it
+        )
+    finally:
+        if isinstance(body, bytearray):
+            store.buffers.give(body)
+    return {"PartNumber": number, "ETag": sent["ETag"]}
 
 
 def _best_effort(call: Callable[[], object], key: str) -> None:
@@ -149,13 +224,17 @@ def _best_effort(call: Callable[[], object], key: str) -> None:
 class S3Store:
     """``s3://bucket/prefix``; ``endpoint_url`` for MinIO and other S3-compatible servers."""
 
+    # S3 has no rename: a blob whose digest comes last is staged and copied to its address.
+    digest_last_is_cheap = False
+
     def __init__(
         self,
         uri: str,
         endpoint_url: str | None = None,
         region: str | None = None,
-        part_size_mb: int = 16,
+        part_size_mb: int = 8,
         max_attempts: int = 5,
+        upload_concurrency: int = 8,
     ) -> None:
         parsed = urlparse(uri)
         if parsed.scheme != "s3" or not parsed.netloc:
@@ -164,8 +243,12 @@ class S3Store:
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self.part_size = max(part_size_mb * 1024 * 1024, MIN_PART)
+        self.upload_concurrency = upload_concurrency
+        self.buffers = PartBuffers(self.part_size, keep=upload_concurrency + 1)
+        # Shared by every upload: each keeps at most ``upload_concurrency`` parts in flight.
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="shelf-s3-part")
         config = Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"}, max_pool_connections=32
+            retries={"max_attempts": max_attempts, "mode": "standard"}, max_pool_connections=48
         )
         self.client: S3Client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config

@@ -65,6 +65,16 @@ def test_unchanged_files_are_stored_once(api: TestClient) -> None:
     )
 
 
+def test_the_store_says_whether_to_send_the_digest_first(
+    api: TestClient, backend_settings: Settings
+) -> None:
+    """S3 has no rename: a digest-last upload would be staged and copied, so clients of an S3
+    registry hash first; a local folder renames either kind into place."""
+    answer = api.post("/v1/blobs/missing", json={"digests": []}).json()
+    on_s3 = backend_settings.resolved_artifact_uri.startswith("s3://")
+    assert answer == {"missing": [], "send_digest_first": on_s3}
+
+
 def test_mismatched_upload_leaves_no_blob_and_no_version(api: TestClient) -> None:
     data = b"the real bytes"
     wrong = sha(b"something else")

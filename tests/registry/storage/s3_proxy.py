@@ -1,5 +1,6 @@
 """A TCP proxy in front of the loopback S3 server that can fail on cue: cut every connection
-that carries a given request (e.g. part 2 of a multipart upload), or go down altogether."""
+that carries a given request (e.g. part 2 of a multipart upload), or go down altogether. It
+also counts server-side copies (``x-amz-copy-source``) and parts sent through it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class FaultyProxy:
         self.down_after_cut = False  # after the first cut, refuse everything
         self.down = False
         self.cuts = 0
+        self.copies = 0  # requests asking S3 to copy an object (CopyObject, UploadPartCopy)
+        self.parts = 0  # UploadPart requests
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._sockets: set[socket.socket] = set()
@@ -46,6 +49,8 @@ class FaultyProxy:
             while data := source.recv(65536):
                 if outbound and self._should_cut(data):
                     break
+                if outbound:
+                    self._count(data)
                 target.sendall(data)
         except OSError:
             pass
@@ -53,6 +58,13 @@ class FaultyProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    def _count(self, data: bytes) -> None:
+        """Counts requests by their head (a head split between two reads is rare on loopback
+        and would make the counts lower, never higher)."""
+        with self._lock:
+            self.copies += data.lower().count(b"\r\nx-amz-copy-source:")
+            self.parts += data.count(b"&partNumber=") + data.count(b"?partNumber=")
 
     def _should_cut(self, data: bytes) -> bool:
         if self.down:

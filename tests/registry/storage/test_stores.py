@@ -86,9 +86,9 @@ def test_store_is_reachable(store: ArtifactStore) -> None:
 
 @pytest.fixture
 def s3_store(s3_endpoint: str, s3_bucket: str) -> S3Store:
-    store = S3Store(f"s3://{s3_bucket}/prefix", endpoint_url=s3_endpoint, region="us-east-1")
-    store.part_size = 5 * 1024 * 1024
-    return store
+    return S3Store(
+        f"s3://{s3_bucket}/prefix", endpoint_url=s3_endpoint, region="us-east-1", part_size_mb=5
+    )
 
 
 def test_multipart_upload_to_s3(s3_store: S3Store) -> None:

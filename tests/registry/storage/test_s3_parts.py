@@ -1,0 +1,127 @@
+"""An S3 upload sends its parts in parallel, up to ``upload_concurrency`` at a time, from reused
+buffers; a part that fails fails the upload and leaves no multipart upload and no object."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from registry.errors import StoreUnavailable
+from registry.storage.s3 import S3Store
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def store(s3_endpoint: str, s3_bucket: str) -> S3Store:
+    return S3Store(
+        f"s3://{s3_bucket}/prefix",
+        endpoint_url=s3_endpoint,
+        region="us-east-1",
+        part_size_mb=5,
+        upload_concurrency=3,
+    )
+
+
+class PartWatch:
+    """Wraps ``upload_part``: counts the calls running at once, optionally fails one part."""
+
+    def __init__(self, store: S3Store, fail_part: int | None = None) -> None:
+        self.running = 0
+        self.most = 0
+        self.parts: list[int] = []
+        self._lock = threading.Lock()
+        self._real = store.client.upload_part
+        self._fail_part = fail_part
+        store.client.upload_part = self  # type: ignore[method-assign]
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.parts.append(kwargs["PartNumber"])
+        try:
+            time.sleep(0.1)  # long enough for the next parts to be handed over meanwhile
+            if kwargs["PartNumber"] == self._fail_part:
+                raise ClientError({"Error": {"Code": "InternalError"}}, "UploadPart")
+            return self._real(**kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """Odd-sized chunks, so parts are cut in the middle of chunks."""
+    sizes = [65_536, 1, 3 * MB + 7, 999_999]
+    chunks, start, i = [], 0, 0
+    while start < len(data):
+        chunks.append(data[start : start + sizes[i % len(sizes)]])
+        start += sizes[i % len(sizes)]
+        i += 1
+    return chunks
+
+
+def _no_leftovers(store: S3Store, digest: str) -> None:
+    assert not store.has_blob(digest)
+    assert not store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads")
+    assert not store.client.list_objects_v2(Bucket=store.bucket).get("Contents")
+
+
+def test_parts_go_in_parallel_up_to_the_limit(store: S3Store) -> None:
+    watch = PartWatch(store)
+    data = os.urandom(31 * MB + 5)  # seven parts of 5 MB, the last one short
+    digest = hashlib.sha256(data).hexdigest()
+    writer = store.open_writer(digest, len(data))
+    chunks = _chunks(data)
+    writer.write_many(chunks[:5])
+    for chunk in chunks[5:]:
+        writer.write(chunk)
+    assert writer.commit() == len(data)
+    assert watch.most == 3
+    assert sorted(watch.parts) == list(range(1, 8))
+    assert b"".join(store.read_blob(digest)) == data
+    head = store.client.head_object(Bucket=store.bucket, Key=store.key(digest))
+    assert head["ETag"].strip('"').endswith("-7")
+    assert not store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads")
+
+
+def test_a_failed_part_fails_the_upload_and_leaves_nothing(store: S3Store) -> None:
+    watch = PartWatch(store, fail_part=2)
+    data = os.urandom(26 * MB)
+    digest = hashlib.sha256(data).hexdigest()
+    writer = store.open_writer(digest, len(data))
+    with pytest.raises(StoreUnavailable):
+        for chunk in _chunks(data):
+            writer.write(chunk)
+        writer.commit()
+    writer.abort()
+    assert watch.running == 0
+    _no_leftovers(store, digest)
+
+
+def test_a_mismatch_found_at_commit_aborts_the_parts_already_sent(store: S3Store) -> None:
+    PartWatch(store)
+    data = os.urandom(17 * MB)
+    claimed = hashlib.sha256(data[:-1] + b"x").hexdigest()
+    writer = store.open_writer(claimed, len(data))
+    writer.write_many(_chunks(data))
+    with pytest.raises(Exception, match="does not match"):
+        writer.commit()
+    _no_leftovers(store, claimed)
+
+
+def test_part_buffers_are_reused_not_reallocated(store: S3Store) -> None:
+    data = os.urandom(21 * MB)
+    for round_ in range(2):
+        payload = data + bytes([round_])
+        writer = store.open_writer(hashlib.sha256(payload).hexdigest(), len(payload))
+        writer.write_many(_chunks(payload))
+        writer.commit()
+    # at most concurrency + 1 buffers were ever needed, and they are kept for the next upload
+    assert 1 <= len(store.buffers._free) <= store.upload_concurrency + 1

@@ -51,7 +51,15 @@ def look(
     if champion is None:
         return None
     policy = policy_of(session, model)
-    current = ChampionLook(session, model, champion, policy, settings.champion_block_s, now)
+    current = ChampionLook(
+        session,
+        model,
+        champion,
+        policy,
+        settings.champion_block_s,
+        now,
+        flush_interval_s=settings.gateway_flush_interval_s,
+    )
     row, report = current.run()
     decay = current.bake_decay
     if decay and policy.on_decay == "rollback" and row.previous_version_id is not None:

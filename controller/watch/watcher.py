@@ -3,8 +3,8 @@
 Each look consumes the gateways' champion deltas (outside rollouts) into open time blocks,
 judges every block that has closed, in order, with the detectors of ``controller.stats.drift``
 and stores the state (so a restarted leader resumes where it was). A block is judged once the
-gateways' flushes for it have landed (``SETTLE_S`` after it ends); a delta arriving later than
-that is merged into the next block judged.
+gateways' flushes for it have landed (``SETTLE_FLUSHES`` flush intervals after it ends); a delta
+arriving later than that is merged into the next block judged.
 
 Re-arming: a check that alarms restarts its detector from zero at once, so a persisting change
 alarms again after about the same delay and the false-alarm bound applies afresh; the check,
@@ -49,7 +49,7 @@ from registry.db.tables import Model, ModelVersion
 from registry.services import audit
 
 ACTOR = "champion-watch"
-SETTLE_S = 3.0  # gateways flush every second; a block is judged this long after it ends
+SETTLE_FLUSHES = 3.0  # a block is judged this many gateway flush intervals after it ends
 ANNOUNCED: frozenset[str] = frozenset({"drifting", "decayed", "stale"})
 MAX_OPEN_BLOCKS = 64
 
@@ -99,6 +99,7 @@ class ChampionLook:
         policy: WatchPolicySpec,
         block_s: float,
         now: datetime,
+        flush_interval_s: float = 1.0,
     ) -> None:
         self.session = session
         self.model = model
@@ -106,6 +107,7 @@ class ChampionLook:
         self.policy = policy
         self.block_s = block_s
         self.now = now
+        self.settle_s = SETTLE_FLUSHES * flush_interval_s
         self.threshold = log_threshold(MAX_DETECTORS, block_s, policy.false_alarms_per_week)
         self.new_alarms: list[str] = []
 
@@ -117,7 +119,7 @@ class ChampionLook:
         state = copy.deepcopy(row.detectors)  # JSON columns see a change only as a new value
         open_blocks = dict(row.open_blocks)
         for block in sorted(int(b) for b in open_blocks):
-            if (block + 1) * self.block_s + SETTLE_S > self.now.timestamp():
+            if (block + 1) * self.block_s + self.settle_s > self.now.timestamp():
                 break
             stats = ArmStats.from_json(open_blocks.pop(str(block)))
             self._judge_block(row, state, block, stats)

@@ -24,7 +24,7 @@ from controller.stats.watch_report import WatchReport
 from controller.vocabulary import Arm, RolloutState
 from registry.errors import NotFound
 from shelf.client import Client
-from shelf.demo.processes import Process, start_model_server, start_shelf_server
+from shelf.demo.processes import Process, spawn_model_server, start_shelf_server, wait_ready
 from shelf.demo.traffic import Traffic
 
 MODEL = "fraud"
@@ -160,6 +160,18 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> Outc
     processes: list[Process] = []
     try:
         say(f"starting Shelf (SQLite + local artifacts in {home}) and 3 example model servers")
+        # The model servers start while Shelf does (two cores: the phases overlap).
+        models = [
+            spawn_model_server(
+                spec.name,
+                home / "logs",
+                error_rate=spec.error_rate,
+                latency_ms=spec.latency_ms,
+                accuracy=spec.accuracy,
+            )
+            for spec in VERSIONS
+        ]
+        processes.extend(models)
         server, gateway = start_shelf_server(
             home,
             {
@@ -168,17 +180,9 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> Outc
                 "SHELF_CHAMPION_BLOCK_S": "1",
             },
         )
-        processes.append(server)
-        for spec in VERSIONS:
-            processes.append(
-                start_model_server(
-                    spec.name,
-                    home / "logs",
-                    error_rate=spec.error_rate,
-                    latency_ms=spec.latency_ms,
-                    accuracy=spec.accuracy,
-                )
-            )
+        processes.insert(0, server)
+        for process in models:
+            wait_ready(process)
         client = Client(server.url, timeout_s=30)
         for number, (spec, process) in enumerate(zip(VERSIONS, processes[1:], strict=True), 1):
             register(client, home, number, spec, process.url)

@@ -13,9 +13,10 @@ distribution. Scenarios:
 
 Methods on the same data:
 
-- ``shelf``: the watch's detectors (``controller.stats.drift``: CUSUM of betting e-values
-  against the reference, threshold for at most ``ALPHA_WEEK`` probability of any false alarm a
-  week over every check), judged block by block;
+- ``shelf``: the watch's detectors (``controller.stats.drift``: mixture Shiryaev-Roberts
+  e-detectors of betting e-values against the reference, thresholds for at most
+  ``ALPHA_WEEK`` probability of any false alarm a week over every check), judged block by
+  block;
 - ``naive``: what drift tools do by default: every window of ``WINDOW`` blocks, a fixed test
   per check at 0.05 (chi-square for classes and confidence, a z-test for accuracy and error
   rate, two-sample Kolmogorov-Smirnov per input against the held-out sample); ``naive_any``
@@ -42,14 +43,21 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from controller.stats.drift import (
+    LOG_R_FLOOR,
     SECONDS_PER_WEEK,
     Target,
-    cusum_step,
     log_evalues,
     log_threshold,
+    mixture_statistic,
     observe,
+    sr_step,
 )
-from controller.stats.drift_targets import MAX_DETECTORS, Tolerances, reference_targets
+from controller.stats.drift_targets import (
+    Tolerances,
+    check_weights,
+    group_shares,
+    reference_targets,
+)
 from controller.stats.sufficient import CONFIDENCE_BUCKETS, ArmStats
 
 RATE = 2000  # requests per block
@@ -147,10 +155,17 @@ class Stream:
 
 
 class ShelfWatch:
+    """The reference checks as ``controller.watch.watcher`` runs them: same targets, same share
+    of the weekly budget (half of it; the other half stays reserved for the first period's
+    checks), same detectors."""
+
     def __init__(self, profile: dict[str, Any]) -> None:
         self.targets: list[Target] = reference_targets(profile, Tolerances())
-        self.threshold = log_threshold(MAX_DETECTORS, BLOCK_S, ALPHA_WEEK)
-        self.w = {t.key: [0.0] * t.width for t in self.targets}
+        weights = check_weights(self.targets, group_shares(t.against for t in self.targets))
+        self.thresholds = {
+            key: log_threshold(weight, BLOCK_S, ALPHA_WEEK) for key, weight in weights.items()
+        }
+        self.log_r = {t.key: [LOG_R_FLOOR] * t.width for t in self.targets}
 
     def look(self, block: Block) -> set[str]:
         alarms = set()
@@ -158,11 +173,11 @@ class ShelfWatch:
             observation = observe(target, block.stats)
             if observation is None:
                 continue
-            w = cusum_step(self.w[target.key], log_evalues(target, observation))
-            if max(w) >= self.threshold:
+            log_r = sr_step(self.log_r[target.key], log_evalues(target, observation))
+            if mixture_statistic(log_r) >= self.thresholds[target.key]:
                 alarms.add(target.check)
-                w = [0.0] * len(w)  # re-armed
-            self.w[target.key] = w
+                log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
+            self.log_r[target.key] = log_r
         return alarms
 
 

@@ -24,16 +24,19 @@ from sqlalchemy.orm import Session
 
 from controller.stats.drift import (
     DECAY_CHECKS,
+    LOG_R_FLOOR,
     MIN_INPUT_SAMPLES,
     Target,
-    cusum_step,
     log_evalues,
     log_threshold,
+    mixture_statistic,
     observe,
+    sr_step,
 )
 from controller.stats.drift_targets import (
-    MAX_DETECTORS,
     baseline_targets,
+    check_weights,
+    group_shares,
     reference_targets,
     target_json,
     target_of,
@@ -77,9 +80,12 @@ def fresh_state(
             for t in reference_targets(previous.reference_profile, tolerances, "previous")
             if t.check in DECAY_CHECKS
         ]
+    shares = group_shares(t.against for t in targets)
     return {
         "targets": [target_json(t) for t in targets],
-        "cusum": {t.key: [0.0] * t.width for t in targets},
+        "log_r": {t.key: [LOG_R_FLOOR] * t.width for t in targets},
+        "shares": shares,
+        "weights": check_weights(targets, shares),
         "totals": {},
         "alarms": {},
         "baseline": ArmStats().to_json(),
@@ -108,7 +114,6 @@ class ChampionLook:
         self.block_s = block_s
         self.now = now
         self.settle_s = SETTLE_FLUSHES * flush_interval_s
-        self.threshold = log_threshold(MAX_DETECTORS, block_s, policy.false_alarms_per_week)
         self.new_alarms: list[str] = []
 
     # -- the look, as a table of contents ----------------------------------------------------
@@ -116,7 +121,7 @@ class ChampionLook:
     def run(self) -> tuple[ChampionWatch, WatchReport]:
         row = self._row()
         self._consume(row)
-        state = copy.deepcopy(row.detectors)  # JSON columns see a change only as a new value
+        state = _upgraded(copy.deepcopy(row.detectors))  # JSON columns see only new values
         open_blocks = dict(row.open_blocks)
         for block in sorted(int(b) for b in open_blocks):
             if (block + 1) * self.block_s + self.settle_s > self.now.timestamp():
@@ -214,19 +219,20 @@ class ChampionLook:
             if observation is None:
                 continue
             key = target.key
-            w = cusum_step(state["cusum"][key], log_evalues(target, observation))
+            log_r = sr_step(state["log_r"][key], log_evalues(target, observation))
             n, total = state["totals"].get(key, (0.0, 0.0))
             mean = observation.observed_mean or 0.0
             state["totals"][key] = (n + observation.n, total + mean * observation.n)
-            statistics[key] = max(w)
-            if max(w) >= self.threshold:
+            statistic = mixture_statistic(log_r)
+            statistics[key] = statistic
+            if statistic >= self.threshold(state, key):
                 alarm = state["alarms"].get(key) or {"since": _iso(block_end), "count": 0}
                 alarm["count"] += 1
                 alarm["block"] = block
                 state["alarms"][key] = alarm
                 self.new_alarms.append(key)
-                w = [0.0] * len(w)  # re-armed
-            state["cusum"][key] = w
+                log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
+            state["log_r"][key] = log_r
         row.next_block = block + 1
         self.session.add(
             ChampionObservation(
@@ -243,8 +249,9 @@ class ChampionLook:
         state["baseline_done"] = True
         added = baseline_targets(ArmStats.from_json(state["baseline"]), self.policy.tolerance_set())
         state["targets"] = state["targets"] + [target_json(t) for t in added]
+        state["weights"] = {**state["weights"], **check_weights(added, state["shares"])}
         for target in added:
-            state["cusum"][target.key] = [0.0] * target.width
+            state["log_r"][target.key] = [LOG_R_FLOOR] * target.width
 
     def _in_bake(self, row: ChampionWatch) -> bool:
         return self.now < row.started_at + self.policy.bake
@@ -254,17 +261,22 @@ class ChampionLook:
         if len(kept) != len(state["targets"]):
             state["targets"] = kept
 
+    def threshold(self, state: dict[str, Any], key: str) -> float:
+        """``log A`` of one check, from its share of the policy's weekly budget."""
+        weight = float(state["weights"].get(key, 0.0))
+        return log_threshold(weight, self.block_s, self.policy.false_alarms_per_week)
+
     # -- reading the state ----------------------------------------------------------------
 
     def report(self, row: ChampionWatch) -> WatchReport:
         """The watch as it stands in ``row``."""
-        state = row.detectors
+        state = _upgraded(row.detectors)
         checks = []
         for data in state["targets"]:
             target = target_of(data)
             key = target.key
             alarm = state["alarms"].get(key)
-            statistic = max(state["cusum"].get(key, [0.0]))
+            statistic = mixture_statistic(state["log_r"].get(key, [LOG_R_FLOOR]))
             n, total = state["totals"].get(key, (0.0, 0.0))
             checks.append(
                 WatchCheck(
@@ -274,7 +286,7 @@ class ChampionLook:
                     state="alarm" if alarm else "ok",
                     since=_at(alarm["since"]) if alarm else row.started_at,
                     statistic=statistic,
-                    threshold=self.threshold,
+                    threshold=self.threshold(state, key),
                     e_value=math.exp(statistic) if statistic < 700 else None,
                     expected=target.mean,
                     tolerance=target.tolerance,
@@ -361,6 +373,21 @@ class ChampionLook:
         return [k for k in self.new_alarms if k.endswith("@previous")]
 
 
+def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
+    """A state stored before the mixture Shiryaev-Roberts detectors (per-bet CUSUMs, one
+    threshold for every check): the same targets, their budget split as a new watch's would be,
+    detectors restarted. Returns states already current unchanged."""
+    if "log_r" in state:
+        return state
+    targets = [target_of(t) for t in state["targets"]]
+    upgraded = {k: v for k, v in state.items() if k != "cusum"}
+    shares = group_shares(t.against for t in targets)
+    upgraded["shares"] = shares
+    upgraded["weights"] = check_weights(targets, shares)
+    upgraded["log_r"] = {t.key: [LOG_R_FLOOR] * t.width for t in targets}
+    return upgraded
+
+
 def _why(check: WatchCheck) -> str:
     observed = "-" if check.observed is None else f"{check.observed:.4g}"
     return (
@@ -416,7 +443,8 @@ def acknowledge(session: Session, model: Model, actor: str, now: datetime | None
     cleared = sorted(state.get("alarms", {}))
     state["alarms"] = {}
     state["totals"] = {}
-    state["cusum"] = {key: [0.0] * len(w) for key, w in state.get("cusum", {}).items()}
+    state = _upgraded(state)
+    state["log_r"] = {key: [LOG_R_FLOOR] * len(r) for key, r in state["log_r"].items()}
     row.detectors = state
     row.reason = f"acknowledged by {actor}"
     row.updated_at = now or utcnow()

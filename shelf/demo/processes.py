@@ -42,13 +42,29 @@ class Process:
     url: str
 
     def stop(self, timeout_s: float = 15.0) -> None:
+        self.terminate()
+        self.wait(timeout_s)
+
+    def terminate(self) -> None:
+        """Asks the process to shut down gracefully (SIGTERM), without waiting."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+
+    def wait(self, timeout_s: float = 15.0) -> None:
+        """Until the process has exited; killed if it takes longer than ``timeout_s``."""
+        try:
+            self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def stop_all(processes: list[Process], timeout_s: float = 15.0) -> None:
+    """Stops every process at once (each shuts down gracefully in parallel), in list order."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout_s)
 
 
 def spawn(

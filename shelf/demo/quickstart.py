@@ -24,11 +24,20 @@ from controller.stats.watch_report import WatchReport
 from controller.vocabulary import Arm, RolloutState
 from registry.errors import NotFound
 from shelf.client import Client
-from shelf.demo.processes import Process, spawn_model_server, start_shelf_server, wait_ready
+from shelf.demo.processes import (
+    Process,
+    spawn_model_server,
+    start_shelf_server,
+    stop_all,
+    wait_ready,
+)
 from shelf.demo.traffic import Traffic
 
 MODEL = "fraud"
 GUARDRAILS = ("error_rate", "latency", "accuracy")
+# Challenger traffic shares; the first step at 20 % collects the guardrails' minimum samples
+# twice as fast as 10 % would, which keeps the story under a minute on a loaded machine.
+STEPS = (20, 50, 100)
 
 
 @dataclass(frozen=True)
@@ -72,20 +81,20 @@ def run_rollout(
         MODEL,
         challenger,
         strategy="canary",
-        steps=[10, 50, 100],
+        steps=list(STEPS),
         min_samples=300,
         min_step_duration_s=3,
         max_duration_s=timeout_s,
         on_timeout="rollback",
         guardrails=GUARDRAILS,
-        # Demo thresholds: two accuracy points and half a point of errors. The defaults (one
-        # point, a tenth of a point) need more requests and labels than a one-minute demo
-        # collects.
-        guardrail_options={"accuracy": {"margin": 0.02}, "error_rate": {"margin": 0.005}},
+        # Demo thresholds: two points of accuracy and one of errors. The defaults (one point, a
+        # tenth of a point) need more requests and labels than a one-minute demo collects on a
+        # loaded two-core machine.
+        guardrail_options={"accuracy": {"margin": 0.02}, "error_rate": {"margin": 0.01}},
     )
     say(
         f"rollout {rollout.id}: canary of v{challenger} against champion "
-        f"v{rollout.champion_version}, steps 10% → 50% → 100%"
+        f"v{rollout.champion_version}, steps {' → '.join(f'{step}%' for step in STEPS)}"
     )
     shown: list[str] = []
 
@@ -112,7 +121,7 @@ def _progress(r: RolloutOut) -> str:
     )
 
 
-DRIFTED_ACCURACY = 0.6
+DRIFTED_ACCURACY = 0.5
 
 
 def watch_decay(
@@ -205,5 +214,4 @@ def run(home: Path, say: Callable[[str], None], timeout_s: float = 50.0) -> Outc
         client.close()
         return Outcome(finished, champion)
     finally:
-        for process in reversed(processes):
-            process.stop()
+        stop_all(list(reversed(processes)))

@@ -14,9 +14,9 @@ distribution. Scenarios:
 Methods on the same data:
 
 - ``shelf``: the watch's detectors (``controller.stats.drift``: mixture Shiryaev-Roberts
-  e-detectors of betting e-values against the reference, thresholds for at most
-  ``ALPHA_WEEK`` probability of any false alarm a week over every check), judged block by
-  block;
+  e-detectors of betting e-values against the reference, and against the first
+  ``BASELINE_BLOCKS`` once they have passed, thresholds for at most ``ALPHA_WEEK``
+  probability of any false alarm a week over every check), judged block by block;
 - ``naive``: what drift tools do by default: every window of ``WINDOW`` blocks, a fixed test
   per check at 0.05 (chi-square for classes and confidence, a z-test for accuracy and error
   rate, two-sample Kolmogorov-Smirnov per input against the held-out sample); ``naive_any``
@@ -58,6 +58,7 @@ from controller.stats.drift import (
 )
 from controller.stats.drift_targets import (
     Tolerances,
+    baseline_targets,
     check_weights,
     group_shares,
     reference_targets,
@@ -69,6 +70,7 @@ BLOCK_S = 60.0
 ALPHA_WEEK = 0.01
 INPUTS = 16
 SAMPLE_EVERY = 16
+BASELINE_BLOCKS = 30  # the watch's first period (the policy's default, 30 minutes)
 WINDOW = 5  # naive window, in blocks (10,000 requests)
 HELD_OUT = 20_000
 LABELLED, LATE_SHARE, MAX_LATE = 0.8, 0.5, 10
@@ -159,19 +161,31 @@ class Stream:
 
 
 class ShelfWatch:
-    """The reference checks as ``controller.watch.watcher`` runs them: same targets, same share
-    of the weekly budget (half of it; the other half stays reserved for the first period's
-    checks), same detectors."""
+    """The checks as ``controller.watch.watcher`` runs them: against the reference from the
+    start (half of the weekly budget), and against the champion's own first
+    ``BASELINE_BLOCKS`` once they have passed (the other half); same targets, same detectors."""
 
     def __init__(self, profile: dict[str, Any]) -> None:
         self.targets: list[Target] = reference_targets(profile, Tolerances())
-        weights = check_weights(self.targets, group_shares(t.against for t in self.targets))
-        self.thresholds = {
-            key: log_threshold(weight, BLOCK_S, ALPHA_WEEK) for key, weight in weights.items()
-        }
-        self.log_r = {t.key: [LOG_R_FLOOR] * t.width for t in self.targets}
+        self.shares = group_shares(t.against for t in self.targets)
+        self.thresholds: dict[str, float] = {}
+        self.log_r: dict[str, list[float]] = {}
+        self._arm(self.targets)
+        self.baseline: list[ArmStats] = []
+
+    def _arm(self, targets: list[Target]) -> None:
+        for key, weight in check_weights(targets, self.shares).items():
+            self.thresholds[key] = log_threshold(weight, BLOCK_S, ALPHA_WEEK)
+        for target in targets:
+            self.log_r[target.key] = [LOG_R_FLOOR] * target.width
 
     def look(self, block: Block) -> set[str]:
+        if len(self.baseline) < BASELINE_BLOCKS:
+            self.baseline.append(block.stats)
+            if len(self.baseline) == BASELINE_BLOCKS:
+                added = baseline_targets(ArmStats.merge_all(self.baseline), Tolerances())
+                self._arm(added)
+                self.targets = self.targets + added
         alarms = set()
         for target in self.targets:
             observation = observe(target, block.stats)

@@ -23,16 +23,17 @@ over every possible change time, of the e-process started there), averaged with 
 over directions and bets. The average ``M_b`` is what alarms: it adapts to the size of the
 change (the best bet dominates the average, at a cost of at most ``log`` of the number of bets,
 usually less as neighbouring bets also grow) and, unlike a Bonferroni correction over bets, the
-threshold does not grow with the grid. ``M_b - b`` is a martingale under the null, so by Doob's
+threshold does not grow with the grid. ``M_b - b`` is a supermartingale under the null, so by Doob's
 inequality a check whose threshold is ``A`` alarms within its first ``m`` blocks with
 probability at most ``m / A``, and its average run length is at least ``A`` blocks (Pollak
 1987).
 
 The weekly budget ``alpha_week`` is split across checks (Bonferroni weights ``w``, summing to at
-most 1; :func:`check_weights`): a check alarms when ``log M_b >= log(blocks per week /
-(w alpha_week))``. The probability of *any* false alarm in a champion's first week, or in the
-week after a re-arm, is then at most ``alpha_week`` whatever the traffic rate (the number of
-blocks a week does not depend on it). After a change of per-block Kullback-Leibler divergence
+most 1; ``controller.stats.drift_targets.check_weights``): a check alarms when ``log M_b >=
+log(blocks per week / (w alpha_week))``. The probability of *any* false alarm in a champion's
+first week, or in the week after an acknowledgement (which restarts every detector), is then at
+most ``alpha_week`` whatever the traffic rate (the number of blocks a week does not depend on
+it). After a change of per-block Kullback-Leibler divergence
 ``I`` the detector alarms after about ``log(A) / I`` blocks (Lorden 1971; Pollak 1985), the
 optimal order.
 

@@ -31,7 +31,7 @@ after it, the median delay (requests from the change to the alarm) and that dela
 ``(1e6 / RATE) / A`` false alarms per million requests with ``A = blocks per week /
 ALPHA_WEEK``.
 
-    python benchmarks/drift.py [--quick] [--json] [--reps N] [--seed S]
+    python benchmarks/drift.py [--quick] [--json] [--reps N] [--seed S] [--scenario NAME]
 """
 
 from __future__ import annotations
@@ -389,11 +389,16 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=20261128)
+    parser.add_argument(
+        "--scenario", action="append", help="only this scenario (repeatable; same seeds)"
+    )
     args = parser.parse_args()
     reps = args.reps or (10 if args.quick else 50)
     blocks, change_at = (300, 50) if args.quick else (600, 100)
     started = time.monotonic()
     for number, scenario in enumerate(scenarios()):
+        if args.scenario and scenario.name not in args.scenario:
+            continue
         for row in run(scenario, reps, blocks, change_at, args.seed + number):
             if args.json:
                 print(json.dumps(row), flush=True)

@@ -17,19 +17,32 @@ direction, an e-value ``e_b`` (``E[e_b | past] <= 1`` under the null):
 - numeric inputs: the block mean's z-statistic, ``e_b = exp(lam z - lam^2 / 2)`` (a Gaussian
   likelihood ratio; valid as the block's sampled n grows, by the central limit theorem).
 
-The statistic of each (target, direction, lam) is Page's CUSUM in log space,
-``W_b = max(W_{b-1}, 0) + log e_b`` (Page 1954), which never exceeds the Shiryaev-Roberts
-statistic ``R_b = (1 + R_{b-1}) e_b``. ``R_b - b`` is a martingale under the null, so for the
-average of all ``D`` detectors' ``R`` the alarm time has an average run length of at least
-``A`` blocks (Pollak 1987; Shin et al. 2022, Thm 2.4) and, by Doob's inequality, the chance of
-an alarm within the first ``m`` blocks is at most ``m / A``. A detector alarms when its own
-``W`` reaches ``log(D A)``; that can only happen when the average does, so both bounds hold for
-the first alarm of *any* check together. We set ``A = blocks per week / alpha_week``: the
-probability of any false alarm in a champion's first week (or in the week after a re-arm) is at
-most ``alpha_week``, and the average run length to a false alarm is at least
-``1 / alpha_week`` weeks, whatever the traffic rate. After a change of per-block
-Kullback-Leibler divergence ``I`` the CUSUM detects in about ``log(D A) / I`` blocks (Lorden
-1971), the optimal order.
+Each check's statistic is a mixture Shiryaev-Roberts e-detector (Shin et al. 2022, Sec. 2.2;
+Shiryaev 1963, Roberts 1966): for every (direction, lam) ``R_b = (1 + R_{b-1}) e_b`` (the sum,
+over every possible change time, of the e-process started there), averaged with equal weights
+over directions and bets. The average ``M_b`` is what alarms: it adapts to the size of the
+change (the best bet dominates the average, at a cost of at most ``log`` of the number of bets,
+usually less as neighbouring bets also grow) and, unlike a Bonferroni correction over bets, the
+threshold does not grow with the grid. ``M_b - b`` is a supermartingale under the null, so by Doob's
+inequality a check whose threshold is ``A`` alarms within its first ``m`` blocks with
+probability at most ``m / A``, and its average run length is at least ``A`` blocks (Pollak
+1987).
+
+The weekly budget ``alpha_week`` is split across checks (Bonferroni weights ``w``, summing to at
+most 1; ``controller.stats.drift_targets.check_weights``): a check alarms when ``log M_b >=
+log(blocks per week / (w alpha_week))``. The probability of *any* false alarm in a champion's
+first week, or in the week after an acknowledgement (which restarts every detector), is then at
+most ``alpha_week`` whatever the traffic rate (the number of blocks a week does not depend on
+it). After a change of per-block Kullback-Leibler divergence
+``I`` the detector alarms after about ``log(A) / I`` blocks (Lorden 1971; Pollak 1985), the
+optimal order.
+
+Null hypotheses: a target's expected value comes from a finite sample (a reference profile or
+the first period), so the e-values bet against the edge ``mean +- tolerance`` with ``tolerance
+= max(allowed change, half-width of the estimate)`` (:mod:`controller.stats.drift_targets`). The
+bound above therefore holds for traffic that is unchanged (and for changes smaller than the
+tolerance minus the estimate's error) unless the estimate itself missed by more than its 99.9 %
+half-width.
 """
 
 from __future__ import annotations
@@ -161,15 +174,32 @@ def log_evalues(target: Target, observation: Observation) -> list[float]:
     return out
 
 
-def cusum_step(statistics: Sequence[float], logs: Sequence[float]) -> list[float]:
-    """Page's CUSUM in log space: ``W_b = max(W_{b-1}, 0) + log e_b`` for each detector."""
-    return [max(w, 0.0) + x for w, x in zip(statistics, logs, strict=True)]
+LOG_R_FLOOR = -50.0  # log R is kept above this, so the state stays finite (R < 2e-22 is 0)
 
 
-def log_threshold(detectors: int, block_s: float, alpha_week: float) -> float:
-    """``log(D A)`` with ``A = blocks per week / alpha_week`` (see the module docstring)."""
+def sr_step(log_r: Sequence[float], logs: Sequence[float]) -> list[float]:
+    """One block of the Shiryaev-Roberts recursion in log space, per (direction, bet):
+    ``log R_b = log(1 + R_{b-1}) + log e_b``. A new detector starts at ``LOG_R_FLOOR``."""
+    return [max(_log1p_exp(r) + x, LOG_R_FLOOR) for r, x in zip(log_r, logs, strict=True)]
+
+
+def mixture_statistic(log_r: Sequence[float]) -> float:
+    """``log M_b``: the log of the equal-weight average of the detectors' ``R``."""
+    top = max(log_r)
+    return top + math.log(sum(math.exp(r - top) for r in log_r) / len(log_r))
+
+
+def _log1p_exp(x: float) -> float:
+    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+
+
+def log_threshold(weight: float, block_s: float, alpha_week: float) -> float:
+    """``log A`` for a check holding the share ``weight`` of the weekly budget: ``A = blocks
+    per week / (weight alpha_week)`` (see the module docstring)."""
+    if weight <= 0.0 or alpha_week <= 0.0:
+        return math.inf
     blocks_per_week = SECONDS_PER_WEEK / block_s
-    return math.log(max(detectors, 1)) + math.log(blocks_per_week / alpha_week)
+    return math.log(blocks_per_week / (weight * alpha_week))
 
 
 def estimate_halfwidth(variance: float, n: float, confidence: float = 0.999) -> float:

@@ -1,21 +1,24 @@
 """What a champion is compared with: targets from its reference profile and from its own first
 period in production (pure; see :mod:`controller.stats.drift` for the detectors).
 
-Each tolerance is the allowed change (``Tolerances``) widened by the 99.9 % half-width of the
-expected value's own estimate (:func:`estimate_halfwidth`), so a reference built from a few
-thousand held-out rows, or a short first period, does not turn sampling error into alarms.
+Each tolerance is the larger of the allowed change (``Tolerances``) and the 99.9 % half-width of
+the expected value's own estimate (:func:`estimate_halfwidth`), so a reference built from a few
+thousand held-out rows, or a short first period, does not turn sampling error into alarms, and a
+large reference does not blunt the detectors by the sum of both.
+
+:func:`group_shares` and :func:`check_weights` split the weekly false-alarm budget across the
+checks (Bonferroni weights, see :mod:`controller.stats.drift`).
 Latency is compared with the first period only: a held-out run measures another machine."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.stats.drift import (
-    BOUNDED_BETS,
-    GAUSSIAN_BETS,
     Against,
     Target,
     class_shares,
@@ -29,12 +32,7 @@ MAX_INPUTS = 32
 MIN_CLASS_SHARE = 0.005
 MIN_BASELINE_LABELS = 100
 MIN_BASELINE_INPUTS = 100
-# Every detector a champion may ever run: checks x (reference, baseline, previous champion's
-# reference) x two directions x bets. The alarm threshold is fixed with it in advance, so the
-# false-alarm bound holds however many of them a champion turns out to need.
-MAX_DETECTORS = (4 + MAX_CLASSES) * 3 * 2 * len(BOUNDED_BETS) + MAX_INPUTS * 3 * 2 * len(
-    GAUSSIAN_BETS
-)
+GROUPS: tuple[Against, ...] = ("reference", "previous", "baseline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +60,12 @@ def _bounded(
     dirs: tuple[int, ...],
 ) -> Target:
     mean, variance = moments
-    return Target(check, against, "bounded", mean, allowed + estimate_halfwidth(variance, n), dirs)
+    return Target(check, against, "bounded", mean, _widened(allowed, variance, n), dirs)
+
+
+def _widened(allowed: float, variance: float, n: float) -> float:
+    """The allowed change, or the estimate's own half-width when that is larger."""
+    return max(allowed, estimate_halfwidth(variance, n))
 
 
 def _rate(p: float) -> tuple[float, float]:
@@ -101,7 +104,7 @@ def reference_targets(
         moments = _histogram_moments([float(x) for x in histogram])
         targets.append(_bounded("confidence", against, moments, n, tol.confidence, BOTH))
     for name, summary in sorted((profile.get("inputs") or {}).items())[:MAX_INPUTS]:
-        tolerance = tol.input_sd + estimate_halfwidth(1.0, float(summary["n"]))
+        tolerance = _widened(tol.input_sd, 1.0, float(summary["n"]))
         mean, sd = float(summary["mean"]), float(summary["std"])
         targets.append(Target(f"input:{name}", against, "gaussian", mean, tolerance, BOTH, sd))
     return targets
@@ -139,11 +142,27 @@ def baseline_targets(baseline: ArmStats, tol: Tolerances) -> list[Target]:
         mean = total / count
         sd = math.sqrt(max(sumsq - count * mean * mean, 0.0) / (count - 1))
         if sd > 0.0:
-            tolerance = tol.input_sd + estimate_halfwidth(1.0, count)
+            tolerance = _widened(tol.input_sd, 1.0, count)
             targets.append(
                 Target(f"input:{name}", "baseline", "gaussian", mean, tolerance, BOTH, sd)
             )
     return targets
+
+
+def group_shares(present: Iterable[Against]) -> dict[str, float]:
+    """Equal shares of the weekly budget for the groups of checks a watch runs (against the
+    reference, the previous champion's reference, the first period). The first period's share
+    is always reserved: its checks are only known once that period ends."""
+    groups = sorted({*present, "baseline"}, key=GROUPS.index)
+    return dict.fromkeys(groups, 1.0 / len(groups))
+
+
+def check_weights(targets: Sequence[Target], shares: Mapping[str, float]) -> dict[str, float]:
+    """Each check's share of the weekly budget: its group's share, split equally among the
+    group's checks (all of a group's targets are made at once, so the weights sum to at most
+    the group's share)."""
+    counts = Counter(t.against for t in targets)
+    return {t.key: shares.get(t.against, 0.0) / counts[t.against] for t in targets}
 
 
 def _fields(target: Target) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The one schema of watch evidence: the watcher stores it, the API serves it, and ``shelf
 watch``, the Prometheus gauges, the webhooks and the report's champion page read it back
-unchanged. One name per quantity: ``statistic`` is a check's CUSUM statistic in log e-value
+unchanged. One name per quantity: ``statistic`` is a check's detector statistic in log e-value
 units (``controller.stats.drift``), ``threshold`` the level at which it alarms, ``e_value``
 ``exp(statistic)``; ``expected`` is what the reference (or first period) says, ``observed``
 what the champion showed since the check was last armed."""
@@ -33,7 +33,7 @@ class WatchCheck(BaseModel):
     effect: Literal["decay", "drift"]
     state: CheckState
     since: datetime | None = Field(description="When the check entered its state")
-    statistic: float = Field(description="CUSUM statistic, log e-value units")
+    statistic: float = Field(description="Mixture Shiryaev-Roberts statistic, log e-value units")
     threshold: float = Field(description="Alarm level of the statistic")
     e_value: float | None = Field(description="exp(statistic); None beyond float range")
     expected: float

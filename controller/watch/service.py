@@ -28,11 +28,13 @@ log = logging.getLogger("shelf.watch")
 STATUS = Gauge("shelf_champion_status", "1 for the status a champion is in", ["model", "status"])
 STATISTIC = Gauge(
     "shelf_champion_check_log_e_value",
-    "A champion check's CUSUM statistic (log e-value); it alarms at shelf_champion_check_threshold",
+    "A champion check's detector statistic (log e-value); alarms at shelf_champion_check_threshold",
     ["model", "check", "against"],
 )
 THRESHOLD = Gauge(
-    "shelf_champion_check_threshold", "Log e-value at which a champion check alarms", ["model"]
+    "shelf_champion_check_threshold",
+    "Log e-value at which a champion check alarms (its share of the weekly false-alarm budget)",
+    ["model", "check", "against"],
 )
 
 
@@ -51,7 +53,15 @@ def look(
     if champion is None:
         return None
     policy = policy_of(session, model)
-    current = ChampionLook(session, model, champion, policy, settings.champion_block_s, now)
+    current = ChampionLook(
+        session,
+        model,
+        champion,
+        policy,
+        settings.champion_block_s,
+        now,
+        flush_interval_s=settings.gateway_flush_interval_s,
+    )
     row, report = current.run()
     decay = current.bake_decay
     if decay and policy.on_decay == "rollback" and row.previous_version_id is not None:
@@ -130,8 +140,6 @@ def export(report: WatchReport) -> None:
     for status in STATUSES:
         STATUS.labels(model=report.model, status=status).set(1 if report.status == status else 0)
     for check in report.checks:
-        STATISTIC.labels(model=report.model, check=check.check, against=check.against).set(
-            check.statistic
-        )
-    if report.checks:
-        THRESHOLD.labels(model=report.model).set(report.checks[0].threshold)
+        labels = {"model": report.model, "check": check.check, "against": check.against}
+        STATISTIC.labels(**labels).set(check.statistic)
+        THRESHOLD.labels(**labels).set(check.threshold)

@@ -3,8 +3,8 @@
 Each look consumes the gateways' champion deltas (outside rollouts) into open time blocks,
 judges every block that has closed, in order, with the detectors of ``controller.stats.drift``
 and stores the state (so a restarted leader resumes where it was). A block is judged once the
-gateways' flushes for it have landed (``SETTLE_S`` after it ends); a delta arriving later than
-that is merged into the next block judged.
+gateways' flushes for it have landed (``SETTLE_FLUSHES`` flush intervals after it ends); a delta
+arriving later than that is merged into the next block judged.
 
 Re-arming: a check that alarms restarts its detector from zero at once, so a persisting change
 alarms again after about the same delay and the false-alarm bound applies afresh; the check,
@@ -24,16 +24,19 @@ from sqlalchemy.orm import Session
 
 from controller.stats.drift import (
     DECAY_CHECKS,
+    LOG_R_FLOOR,
     MIN_INPUT_SAMPLES,
     Target,
-    cusum_step,
     log_evalues,
     log_threshold,
+    mixture_statistic,
     observe,
+    sr_step,
 )
 from controller.stats.drift_targets import (
-    MAX_DETECTORS,
     baseline_targets,
+    check_weights,
+    group_shares,
     reference_targets,
     target_json,
     target_of,
@@ -49,7 +52,7 @@ from registry.db.tables import Model, ModelVersion
 from registry.services import audit
 
 ACTOR = "champion-watch"
-SETTLE_S = 3.0  # gateways flush every second; a block is judged this long after it ends
+SETTLE_FLUSHES = 3.0  # a block is judged this many gateway flush intervals after it ends
 ANNOUNCED: frozenset[str] = frozenset({"drifting", "decayed", "stale"})
 MAX_OPEN_BLOCKS = 64
 
@@ -77,9 +80,12 @@ def fresh_state(
             for t in reference_targets(previous.reference_profile, tolerances, "previous")
             if t.check in DECAY_CHECKS
         ]
+    shares = group_shares(t.against for t in targets)
     return {
         "targets": [target_json(t) for t in targets],
-        "cusum": {t.key: [0.0] * t.width for t in targets},
+        "log_r": {t.key: [LOG_R_FLOOR] * t.width for t in targets},
+        "shares": shares,
+        "weights": check_weights(targets, shares),
         "totals": {},
         "alarms": {},
         "baseline": ArmStats().to_json(),
@@ -99,6 +105,7 @@ class ChampionLook:
         policy: WatchPolicySpec,
         block_s: float,
         now: datetime,
+        flush_interval_s: float = 1.0,
     ) -> None:
         self.session = session
         self.model = model
@@ -106,7 +113,7 @@ class ChampionLook:
         self.policy = policy
         self.block_s = block_s
         self.now = now
-        self.threshold = log_threshold(MAX_DETECTORS, block_s, policy.false_alarms_per_week)
+        self.settle_s = SETTLE_FLUSHES * flush_interval_s
         self.new_alarms: list[str] = []
 
     # -- the look, as a table of contents ----------------------------------------------------
@@ -114,10 +121,10 @@ class ChampionLook:
     def run(self) -> tuple[ChampionWatch, WatchReport]:
         row = self._row()
         self._consume(row)
-        state = copy.deepcopy(row.detectors)  # JSON columns see a change only as a new value
+        state = _upgraded(copy.deepcopy(row.detectors))  # JSON columns see only new values
         open_blocks = dict(row.open_blocks)
         for block in sorted(int(b) for b in open_blocks):
-            if (block + 1) * self.block_s + SETTLE_S > self.now.timestamp():
+            if (block + 1) * self.block_s + self.settle_s > self.now.timestamp():
                 break
             stats = ArmStats.from_json(open_blocks.pop(str(block)))
             self._judge_block(row, state, block, stats)
@@ -212,19 +219,20 @@ class ChampionLook:
             if observation is None:
                 continue
             key = target.key
-            w = cusum_step(state["cusum"][key], log_evalues(target, observation))
+            log_r = sr_step(state["log_r"][key], log_evalues(target, observation))
             n, total = state["totals"].get(key, (0.0, 0.0))
             mean = observation.observed_mean or 0.0
             state["totals"][key] = (n + observation.n, total + mean * observation.n)
-            statistics[key] = max(w)
-            if max(w) >= self.threshold:
+            statistic = mixture_statistic(log_r)
+            statistics[key] = statistic
+            if statistic >= self.threshold(state, key):
                 alarm = state["alarms"].get(key) or {"since": _iso(block_end), "count": 0}
                 alarm["count"] += 1
                 alarm["block"] = block
                 state["alarms"][key] = alarm
                 self.new_alarms.append(key)
-                w = [0.0] * len(w)  # re-armed
-            state["cusum"][key] = w
+                log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
+            state["log_r"][key] = log_r
         row.next_block = block + 1
         self.session.add(
             ChampionObservation(
@@ -241,8 +249,9 @@ class ChampionLook:
         state["baseline_done"] = True
         added = baseline_targets(ArmStats.from_json(state["baseline"]), self.policy.tolerance_set())
         state["targets"] = state["targets"] + [target_json(t) for t in added]
+        state["weights"] = {**state["weights"], **check_weights(added, state["shares"])}
         for target in added:
-            state["cusum"][target.key] = [0.0] * target.width
+            state["log_r"][target.key] = [LOG_R_FLOOR] * target.width
 
     def _in_bake(self, row: ChampionWatch) -> bool:
         return self.now < row.started_at + self.policy.bake
@@ -252,17 +261,22 @@ class ChampionLook:
         if len(kept) != len(state["targets"]):
             state["targets"] = kept
 
+    def threshold(self, state: dict[str, Any], key: str) -> float:
+        """``log A`` of one check, from its share of the policy's weekly budget."""
+        weight = float(state["weights"].get(key, 0.0))
+        return log_threshold(weight, self.block_s, self.policy.false_alarms_per_week)
+
     # -- reading the state ----------------------------------------------------------------
 
     def report(self, row: ChampionWatch) -> WatchReport:
         """The watch as it stands in ``row``."""
-        state = row.detectors
+        state = _upgraded(row.detectors)
         checks = []
         for data in state["targets"]:
             target = target_of(data)
             key = target.key
             alarm = state["alarms"].get(key)
-            statistic = max(state["cusum"].get(key, [0.0]))
+            statistic = mixture_statistic(state["log_r"].get(key, [LOG_R_FLOOR]))
             n, total = state["totals"].get(key, (0.0, 0.0))
             checks.append(
                 WatchCheck(
@@ -272,7 +286,7 @@ class ChampionLook:
                     state="alarm" if alarm else "ok",
                     since=_at(alarm["since"]) if alarm else row.started_at,
                     statistic=statistic,
-                    threshold=self.threshold,
+                    threshold=self.threshold(state, key),
                     e_value=math.exp(statistic) if statistic < 700 else None,
                     expected=target.mean,
                     tolerance=target.tolerance,
@@ -359,6 +373,21 @@ class ChampionLook:
         return [k for k in self.new_alarms if k.endswith("@previous")]
 
 
+def _upgraded(state: dict[str, Any]) -> dict[str, Any]:
+    """A state stored before the mixture Shiryaev-Roberts detectors (per-bet CUSUMs, one
+    threshold for every check): the same targets, their budget split as a new watch's would be,
+    detectors restarted. Returns states already current unchanged."""
+    if "log_r" in state:
+        return state
+    targets = [target_of(t) for t in state["targets"]]
+    upgraded = {k: v for k, v in state.items() if k != "cusum"}
+    shares = group_shares(t.against for t in targets)
+    upgraded["shares"] = shares
+    upgraded["weights"] = check_weights(targets, shares)
+    upgraded["log_r"] = {t.key: [LOG_R_FLOOR] * t.width for t in targets}
+    return upgraded
+
+
 def _why(check: WatchCheck) -> str:
     observed = "-" if check.observed is None else f"{check.observed:.4g}"
     return (
@@ -414,7 +443,8 @@ def acknowledge(session: Session, model: Model, actor: str, now: datetime | None
     cleared = sorted(state.get("alarms", {}))
     state["alarms"] = {}
     state["totals"] = {}
-    state["cusum"] = {key: [0.0] * len(w) for key, w in state.get("cusum", {}).items()}
+    state = _upgraded(state)
+    state["log_r"] = {key: [LOG_R_FLOOR] * len(r) for key, r in state["log_r"].items()}
     row.detectors = state
     row.reason = f"acknowledged by {actor}"
     row.updated_at = now or utcnow()

@@ -42,13 +42,29 @@ class Process:
     url: str
 
     def stop(self, timeout_s: float = 15.0) -> None:
+        self.terminate()
+        self.wait(timeout_s)
+
+    def terminate(self) -> None:
+        """Asks the process to shut down gracefully (SIGTERM), without waiting."""
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+
+    def wait(self, timeout_s: float = 15.0) -> None:
+        """Until the process has exited; killed if it takes longer than ``timeout_s``."""
+        try:
+            self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def stop_all(processes: list[Process], timeout_s: float = 15.0) -> None:
+    """Stops every process at once (each shuts down gracefully in parallel), in list order."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout_s)
 
 
 def spawn(
@@ -70,7 +86,30 @@ def start_model_server(
     accuracy: float = 0.9,
     class_bias: float = 0.0,
 ) -> Process:
-    """An example OIP v2 model server (``shelf.demo.model_server``) on a free port."""
+    """An example OIP v2 model server (``shelf.demo.model_server``) on a free port, ready."""
+    process = spawn_model_server(
+        name,
+        log_dir,
+        error_rate=error_rate,
+        latency_ms=latency_ms,
+        accuracy=accuracy,
+        class_bias=class_bias,
+    )
+    wait_ready(process)
+    return process
+
+
+def spawn_model_server(
+    name: str,
+    log_dir: Path,
+    *,
+    error_rate: float = 0.0,
+    latency_ms: float = 5.0,
+    accuracy: float = 0.9,
+    class_bias: float = 0.0,
+) -> Process:
+    """Like :func:`start_model_server` without waiting for it, so several processes can start
+    at once (:func:`wait_ready` before use)."""
     port = free_port()
     args = [
         sys.executable, "-m", "shelf.demo.model_server",
@@ -82,9 +121,12 @@ def start_model_server(
         "--version-name", name,
     ]  # fmt: skip
     popen = spawn(name, args, dict(os.environ), log_dir)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/v2/health/ready", popen)
-    return Process(name, popen, url)
+    return Process(name, popen, f"http://127.0.0.1:{port}")
+
+
+def wait_ready(process: Process) -> None:
+    """Until a model server spawned by :func:`spawn_model_server` answers its readiness probe."""
+    wait_http(f"{process.url}/v2/health/ready", process.popen)
 
 
 def start_shelf_server(home: Path, extra_env: dict[str, str] | None = None) -> tuple[Process, str]:

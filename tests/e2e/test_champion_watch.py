@@ -109,6 +109,15 @@ def test_a_champion_whose_accuracy_decays_is_reported_everywhere(
             'shelf_champion_check_log_e_value{against="reference",check="accuracy",model="fraud"}'
             in metrics
         )
+        accuracy = next(
+            c for c in report["checks"] if (c["check"], c["against"]) == ("accuracy", "reference")
+        )
+        threshold = f"{accuracy['threshold']}"
+        assert (
+            'shelf_champion_check_threshold{against="reference",check="accuracy",model="fraud"} '
+            + threshold[:6]
+            in metrics
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not receiver.received:
             time.sleep(0.2)

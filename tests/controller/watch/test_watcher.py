@@ -4,6 +4,7 @@ and announced, alarms held until acknowledged, shelf life, and the bake-window r
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -224,3 +225,37 @@ def test_decay_inside_the_bake_window_rolls_back_when_the_policy_says_so(
     else:
         assert champion.version == 2 and report.status == "decayed"
         assert events(database, "champion.bake_rollback") == []
+
+
+def test_each_check_alarms_at_its_share_of_the_weekly_budget_and_old_states_upgrade(
+    database: Database, settings: ControllerSettings
+) -> None:
+    """Half the budget for the reference's four checks, half reserved for the first period's;
+    a state stored by the per-bet CUSUM detectors before is upgraded and the watch goes on."""
+    rng = np.random.default_rng(4)
+    version = add(database, "legacy", 1, reference_profile=PROFILE)
+    with database.session() as session:
+        aliases.set_alias(session, "legacy", "champion", 1, "tester")
+    report = look(database, settings, "legacy", T0)
+    blocks_per_week = 7 * 24 * 60
+    for check in report.checks:
+        assert check.threshold == pytest.approx(math.log(blocks_per_week * 8 / 0.01))
+    with database.session() as session:
+        model = session.scalar(select(Model).where(Model.name == "legacy"))
+        assert model is not None
+        row = session.get(ChampionWatch, model.id)
+        assert row is not None
+        old = {k: v for k, v in row.detectors.items() if k not in ("weights", "shares", "log_r")}
+        old["cusum"] = {k: [0.0] * len(r) for k, r in row.detectors["log_r"].items()}
+        row.detectors = old
+    put(database, "legacy", version, block_at(T0), [traffic(rng, 0.4, 0.9) for _ in range(20)])
+    report = look(database, settings, "legacy", T0 + timedelta(minutes=21))
+    assert report.status == "drifting"
+    assert {c.check for c in report.checks if c.state == "alarm"} >= {"class:a", "class:b"}
+    with database.session() as session:
+        model = session.scalar(select(Model).where(Model.name == "legacy"))
+        assert model is not None
+        row = session.get(ChampionWatch, model.id)
+        assert row is not None
+        assert "cusum" not in row.detectors
+        assert sum(row.detectors["weights"].values()) == pytest.approx(0.5)

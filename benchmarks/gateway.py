@@ -106,14 +106,14 @@ def serve_gateway(port: int) -> None:
     """Settings from SHELF_* (set by the parent), served like `shelf gateway` serves it."""
     from controller.config import ControllerSettings
     from controller.gateway.app import create_gateway_app
-    from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
     from registry.db.session import Database
+    from shelf.roles import gateway_server
     from shelf.runner import Listener, run
 
     settings = ControllerSettings()
     database = Database(settings.resolved_database_url)
     app = create_gateway_app(settings, database)
-    run([Listener("gateway", app, "127.0.0.1", port, CoalescingHttpToolsProtocol)])
+    run([Listener("gateway", app, "127.0.0.1", port, server=gateway_server)])
 
 
 def prepare_home(home: Path, upstream: str, shadow_upstream: str, heavy_upstream: str) -> None:

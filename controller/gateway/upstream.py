@@ -38,6 +38,7 @@ STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
 @dataclass(slots=True)
@@ -153,15 +154,15 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name in _FRAMING:
+            self._has_length = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
-        self._has_length = any(
-            name in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
         if self._head_only:
             self.keep_alive = False
             self._complete()
@@ -192,7 +193,7 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self._received = False
         self._headers_done = False
-        self._has_length = True
+        self._has_length = False  # until a content-length or transfer-encoding header
         self._head_only = head_only
         self._future = future = self._loop.create_future()
         self.transport.write(payload)

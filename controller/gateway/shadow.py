@@ -4,8 +4,11 @@ Copies wait in a bounded asyncio queue served by a fixed number of workers. ``su
 blocks: when the queue is full the copy is dropped and counted (reason ``queue_full``), so a
 slow challenger can cost shadow coverage but never champion latency. Copies are also shed
 first when the gateway itself is saturated: while the event loop runs late
-(:class:`LoopLag` above ``shed_lag_s``) every copy is dropped and counted (reason
-``overload``), since each one would take CPU from the champion's requests. The challenger's
+(:class:`LoopLag` above ``shed_lag_s``) or is busy ``SHED_BUSY_SHARE`` of the time, every copy
+is dropped and counted (reason ``overload``), since each one would take CPU from the champion's
+requests; a copy already queued is dropped the same way when a worker takes it in such a
+moment. Copies are queued only after the champion's answer was written (``GatewayApp.mirror``),
+so they never delay it. The challenger's
 outcome goes into its arm's statistics, and whether its predicted class equals the champion's
 into ``compared/agreed``.
 """
@@ -26,6 +29,10 @@ from controller.gateway.routing import RouteArm
 from controller.gateway.upstream import Upstream, content_type
 
 log = logging.getLogger(__name__)
+
+# The loop's busy share beyond which copies are shed: a copy costs about half of a request's
+# CPU, so at half of the saturation throughput the loop is about 80 % busy with mirroring on.
+SHED_BUSY_SHARE = 0.9
 
 
 @dataclass(slots=True)
@@ -74,9 +81,13 @@ class ShadowMirror:
             asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self._concurrency)
         ]
 
-    def submit(self, copy: ShadowCopy) -> None:
+    def overloaded(self) -> bool:
+        """Whether the gateway is saturated right now (never, with shedding switched off)."""
         lag = self._lag
-        if lag is not None and lag.lag_s > self._shed_lag_s:
+        return lag is not None and (lag.lag_s > self._shed_lag_s or lag.busy >= SHED_BUSY_SHARE)
+
+    def submit(self, copy: ShadowCopy) -> None:
+        if self.overloaded():
             self.shed += 1
             self._drop(copy, "overload")
             return
@@ -97,6 +108,10 @@ class ShadowMirror:
         while True:
             copy = await self._queue.get()
             try:
+                if self.overloaded():
+                    self.shed += 1
+                    self._drop(copy, "overload")
+                    continue
                 await self._send(copy)
             except Exception:  # a bug here must not kill the worker
                 log.exception("shadow request failed unexpectedly")

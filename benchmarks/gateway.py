@@ -16,9 +16,13 @@ direct; added p50/p99 latency; and CPU milliseconds per request of each proxy's 
 CPU per request (like a small model) gets the same rows. Then shadow mode: champion p99 with a
 mirrored challenger vs without (ratio), at saturation (with how many copies the gateway sent,
 shed because it was saturated, or dropped on a full queue) and at half of the saturation
-throughput (wrk paced by its ``delay()`` hook; the achieved rate is printed).
+throughput (the best of two closed-loop runs; wrk paced by its ``delay()`` hook, the achieved
+rate printed). A p99 over a few seconds on a shared machine swings with the machine's other
+load, so the paced runs alternate off and on in ABBA order (off, on, on, off, off, on) and the
+row gives each mode's median with its range; the ratio is that of the medians.
 
     python benchmarks/gateway.py [--quick] [--json] [--duration S] [--concurrency 1 16 64]
+                                 [--only overhead|shadow]
 """
 
 from __future__ import annotations

@@ -349,3 +349,24 @@ def test_a_port_in_use_does_not_start(limits: ServerLimits) -> None:
         server = GatewayServer(app, "127.0.0.1", port, limits)
         asyncio.run(server.serve())
     assert not server.started and app.stopped
+
+
+def test_a_request_arriving_byte_by_byte_is_answered(running: Running) -> None:
+    with running.connect() as sock:
+        for byte in post("/m", b"abc"):
+            sock.sendall(bytes([byte]))
+        status, _, answer = read_response(sock, bytearray())
+    assert status == 200 and json.loads(answer)["body"] == "abc"
+
+
+def test_a_client_gone_mid_answer_leaves_the_server_serving(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    with running.connect() as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n" + post("/m", b"queued"))
+        time.sleep(0.05)
+    time.sleep(0.5)  # the slow answer completes with nobody to write it to
+    with running.connect() as sock:
+        sock.sendall(b"GET /m HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert read_response(sock, bytearray())[0] == 200
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

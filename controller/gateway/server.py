@@ -282,9 +282,12 @@ class GatewayProtocol(asyncio.Protocol):
             return
         self._busy = True
         target = request.target
-        if target[:1] != b"/":
-            url = httptools.parse_url(target)
-            path, query = url.path or b"/", url.query or b""
+        if target[:1] != b"/":  # absolute-form, or authority-form (CONNECT) and ``*``
+            try:
+                url = httptools.parse_url(target)
+                path, query = url.path or b"/", url.query or b""
+            except httptools.HttpParserInvalidURLError:
+                path, query = target, b""  # not a path: the app answers 400
         else:
             path, _, query = target.partition(b"?")
         decoded = path.decode("latin-1")

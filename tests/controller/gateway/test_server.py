@@ -370,3 +370,15 @@ def test_a_client_gone_mid_answer_leaves_the_server_serving(
         sock.sendall(b"GET /m HTTP/1.1\r\nhost: x\r\n\r\n")
         assert read_response(sock, bytearray())[0] == 200
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_targets_that_are_not_paths_are_answered(running: Running) -> None:
+    with running.connect() as sock:
+        sock.sendall(b"GET http://h/m/x?q=1 HTTP/1.1\r\nhost: h\r\n\r\n")
+        echoed = json.loads(read_response(sock, bytearray())[2])
+    assert (echoed["path"], echoed["query"]) == ("/m/x", "q=1")
+    with running.connect() as sock:  # CONNECT asks for a tunnel: answered, then closed
+        sock.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nhost: example.com:443\r\n\r\n")
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"path":"example.com:443"' in answer

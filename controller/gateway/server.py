@@ -111,6 +111,9 @@ class GatewayProtocol(asyncio.Protocol):
         # the requests parsed and not answered yet, the first being answered when ``_busy``
         self._pending: deque[_Request] = deque()
         self._busy = False
+        self._worker: asyncio.Task[None] | None = None  # answers the requests, see ``_work``
+        self._parked: asyncio.Future[None] | None = None  # the worker waits on it when idle
+        self._lost = False
         self._reading_paused = False
         self._writing_paused = False
         self._close_when_done = False
@@ -136,6 +139,12 @@ class GatewayProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self._pending.clear()
+        self._lost = True
+        parked = self._parked  # a parked worker wakes up and ends
+        if parked is not None:
+            self._parked = None
+            if not parked.done():
+                parked.set_result(None)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -259,57 +268,81 @@ class GatewayProtocol(asyncio.Protocol):
     # -- answering -------------------------------------------------------------------------
 
     def _next(self) -> None:
-        """Start answering the next parsed request, if none is being answered."""
-        pending = self._pending
-        if self._busy or self._writing_paused or self.transport is None:
+        """Let the connection's worker take the next request: wake it if it is parked, start
+        it on the first request. One task per connection rather than one per request (a task
+        costs several times what waking a parked one does)."""
+        if self._busy:
             return
+        parked = self._parked
+        if parked is not None:
+            self._parked = None
+            if not parked.done():
+                parked.set_result(None)
+        elif self._worker is None:
+            self._worker = self.loop.create_task(self._work())
+
+    def _take(self) -> _Request | None:
+        """The next request to answer, if one can be answered now (then ``_busy``)."""
+        pending = self._pending
+        transport = self.transport
+        if self._writing_paused or transport is None or transport.is_closing():
+            return None
         if not pending:
             if self._close_when_done:
-                self.transport.close()
+                transport.close()
             elif self._wants_continue:
                 self._wants_continue = False
-                self.transport.write(CONTINUE)
+                transport.write(CONTINUE)
             elif self._in_head and self._head_bytes == 0:
                 self._idle_deadline = self.server.now + self.limits.keep_alive_timeout_s
-            return
+            return None
         if self._reading_paused and len(pending) <= MAX_PIPELINED // 2:
             self._reading_paused = False
-            self.transport.resume_reading()
+            transport.resume_reading()
         request = pending[0]
         if request.refusal is not None:
             pending.clear()
             self._write(request.refusal, request.method, False)
-            return
+            return None
         self._busy = True
-        target = request.target
-        if target[:1] != b"/":  # absolute-form, or authority-form (CONNECT) and ``*``
-            try:
-                url = httptools.parse_url(target)
-                path, query = url.path or b"/", url.query or b""
-            except httptools.HttpParserInvalidURLError:
-                path, query = target, b""  # not a path: the app answers 400
-        else:
-            path, _, query = target.partition(b"?")
-        decoded = path.decode("latin-1")
-        if self.app.is_reserved(unquote(decoded) if "%" in decoded else decoded):
-            self.loop.create_task(self._answer_asgi(request, path, query))
-        else:
-            self.loop.create_task(self._answer_proxy(request, path, query))
+        return request
 
-    async def _answer_proxy(self, request: _Request, path: bytes, query: bytes) -> None:
-        copy = None
-        try:
-            reply, copy = await self.app.proxy(
-                request.method, path, query, request.headers, request.body
-            )
-        except Exception:
-            log.exception("gateway request failed")
-            reply = plain_reply(500, "Internal Server Error")
-        self._finish(request, reply)
-        if copy is not None:
-            self.app.mirror(copy)
+    async def _work(self) -> None:
+        """Answers this connection's requests one at a time, in order; parks in between."""
+        while True:
+            request = self._take()
+            if request is None:
+                if self._lost:
+                    return
+                self._parked = parked = self.loop.create_future()
+                await parked
+                continue
+            target = request.target
+            if target[:1] != b"/":  # absolute-form, or authority-form (CONNECT) and ``*``
+                try:
+                    url = httptools.parse_url(target)
+                    path, query = url.path or b"/", url.query or b""
+                except httptools.HttpParserInvalidURLError:
+                    path, query = target, b""  # not a path: the app answers 400
+            else:
+                path, _, query = target.partition(b"?")
+            decoded = path.decode("latin-1")
+            copy = None
+            if self.app.is_reserved(unquote(decoded) if "%" in decoded else decoded):
+                reply = await self._asgi_reply(request, path, query)
+            else:
+                try:
+                    reply, copy = await self.app.proxy(
+                        request.method, path, query, request.headers, request.body
+                    )
+                except Exception:
+                    log.exception("gateway request failed")
+                    reply = plain_reply(500, "Internal Server Error")
+            self._finish(request, reply)
+            if copy is not None:
+                self.app.mirror(copy)
 
-    async def _answer_asgi(self, request: _Request, path: bytes, query: bytes) -> None:
+    async def _asgi_reply(self, request: _Request, path: bytes, query: bytes) -> Reply:
         """One of the gateway's own endpoints, through its ASGI app."""
         started: list[Message] = []
         chunks: list[bytes] = []
@@ -351,11 +384,10 @@ class GatewayProtocol(asyncio.Protocol):
                 item for item in started[0].get("headers", []) if item[0] != b"content-length"
             ]
             headers.append((b"content-length", b"%d" % len(body)))
-            reply: Reply = (started[0]["status"], headers, body)
+            return started[0]["status"], headers, body
         except Exception:
             log.exception("gateway request failed")
-            reply = plain_reply(500, "Internal Server Error")
-        self._finish(request, reply)
+            return plain_reply(500, "Internal Server Error")
 
     def _finish(self, request: _Request, reply: Reply) -> None:
         if self._pending and self._pending[0] is request:
@@ -364,10 +396,7 @@ class GatewayProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        keep_alive = request.keep_alive and not self._close_when_done
-        self._write(reply, request.method, keep_alive)
-        if keep_alive:
-            self._next()
+        self._write(reply, request.method, request.keep_alive and not self._close_when_done)
 
     def _write(self, reply: Reply, method: str, keep_alive: bool) -> None:
         """The whole answer in one write; the connection closes after it unless kept alive."""

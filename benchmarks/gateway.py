@@ -350,6 +350,24 @@ def measure(
     return result
 
 
+def pooled(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Several runs of one target as one: requests/s and CPU per request over all of them,
+    the median of their latency percentiles, the busiest load generator."""
+    requests = sum(r["requests"] for r in runs)
+    result = {
+        "rps": statistics.mean(r["rps"] for r in runs),
+        "requests": requests,
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "loadgen_busy": max(r["loadgen_busy"] for r in runs),
+    }
+    if all("cpu_ms_per_req" in r for r in runs):
+        cpu_ms = sum(r["cpu_ms_per_req"] * r["requests"] for r in runs)
+        result["cpu_ms_per_req"] = cpu_ms / max(requests, 1.0)
+    return result
+
+
 # -- nginx as the reference proxy ------------------------------------------------------------
 
 NGINX_CONF = """
@@ -543,14 +561,17 @@ def main() -> None:
                         if target is not None:
                             load(target + path, concurrency, warm, script)
                     direct = measure(upstream + path, concurrency, duration, script)
-                    through = measure(
-                        url["gateway"] + path, concurrency, duration, script, gateway_process.pid
-                    )
-                    reference = (
-                        measure(url["nginx"] + path, concurrency, duration, script, nginx.pid)
-                        if nginx is not None
-                        else None
-                    )
+                    # Gateway and nginx alternate (ABBA) and each pools its two runs, so that
+                    # a burst of the machine's other load weighs on both alike.
+                    runs: dict[str, list[dict[str, float]]] = {"gateway": [], "nginx": []}
+                    pids = {"gateway": gateway_process.pid, "nginx": nginx.pid if nginx else 0}
+                    for name in ("gateway", "nginx", "nginx", "gateway"):
+                        if pids[name]:
+                            runs[name].append(
+                                measure(url[name] + path, concurrency, duration, script, pids[name])
+                            )
+                    through = pooled(runs["gateway"])
+                    reference = pooled(runs["nginx"]) if runs["nginx"] else None
                     results.append(row(kind, concurrency, direct, through, reference))
             shadow = (
                 measure_shadow(home, url["gateway"], duration, script)

@@ -16,9 +16,13 @@ direct; added p50/p99 latency; and CPU milliseconds per request of each proxy's 
 CPU per request (like a small model) gets the same rows. Then shadow mode: champion p99 with a
 mirrored challenger vs without (ratio), at saturation (with how many copies the gateway sent,
 shed because it was saturated, or dropped on a full queue) and at half of the saturation
-throughput (wrk paced by its ``delay()`` hook; the achieved rate is printed).
+throughput (the best of two closed-loop runs; wrk paced by its ``delay()`` hook, the achieved
+rate printed). A p99 over a few seconds on a shared machine swings with the machine's other
+load, so the paced runs alternate off and on in ABBA order (off, on, on, off, off, on) and the
+row gives each mode's median with its range; the ratio is that of the medians.
 
     python benchmarks/gateway.py [--quick] [--json] [--duration S] [--concurrency 1 16 64]
+                                 [--only overhead|shadow]
 """
 
 from __future__ import annotations
@@ -106,14 +110,14 @@ def serve_gateway(port: int) -> None:
     """Settings from SHELF_* (set by the parent), served like `shelf gateway` serves it."""
     from controller.config import ControllerSettings
     from controller.gateway.app import create_gateway_app
-    from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
     from registry.db.session import Database
+    from shelf.roles import gateway_server
     from shelf.runner import Listener, run
 
     settings = ControllerSettings()
     database = Database(settings.resolved_database_url)
     app = create_gateway_app(settings, database)
-    run([Listener("gateway", app, "127.0.0.1", port, CoalescingHttpToolsProtocol)])
+    run([Listener("gateway", app, "127.0.0.1", port, server=gateway_server)])
 
 
 def prepare_home(home: Path, upstream: str, shadow_upstream: str, heavy_upstream: str) -> None:
@@ -346,6 +350,24 @@ def measure(
     return result
 
 
+def pooled(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Several runs of one target as one: requests/s and CPU per request over all of them,
+    the median of their latency percentiles, the busiest load generator."""
+    requests = sum(r["requests"] for r in runs)
+    result = {
+        "rps": statistics.mean(r["rps"] for r in runs),
+        "requests": requests,
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "loadgen_busy": max(r["loadgen_busy"] for r in runs),
+    }
+    if all("cpu_ms_per_req" in r for r in runs):
+        cpu_ms = sum(r["cpu_ms_per_req"] * r["requests"] for r in runs)
+        result["cpu_ms_per_req"] = cpu_ms / max(requests, 1.0)
+    return result
+
+
 # -- nginx as the reference proxy ------------------------------------------------------------
 
 NGINX_CONF = """
@@ -468,6 +490,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--duration", type=float, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 16, 64])
+    parser.add_argument(
+        "--only",
+        choices=("overhead", "shadow"),
+        help="only the proxy rows (overhead) or only the shadow rows",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-cpu-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
@@ -521,8 +548,12 @@ def main() -> None:
             wait_route(url["gateway"], None, canary=True)
             results = []
             for kind, path, upstream in (
-                ("trivial", PATH, url["up"]),
-                (f"{HEAVY_CPU_MS:g}ms-cpu", HEAVY_PATH, url["heavy"]),
+                ()
+                if args.only == "shadow"
+                else (
+                    ("trivial", PATH, url["up"]),
+                    (f"{HEAVY_CPU_MS:g}ms-cpu", HEAVY_PATH, url["heavy"]),
+                )
             ):
                 for concurrency in concurrencies:
                     warm = min(1.0, duration)
@@ -530,16 +561,23 @@ def main() -> None:
                         if target is not None:
                             load(target + path, concurrency, warm, script)
                     direct = measure(upstream + path, concurrency, duration, script)
-                    through = measure(
-                        url["gateway"] + path, concurrency, duration, script, gateway_process.pid
-                    )
-                    reference = (
-                        measure(url["nginx"] + path, concurrency, duration, script, nginx.pid)
-                        if nginx is not None
-                        else None
-                    )
+                    # Gateway and nginx alternate (ABBA) and each pools its two runs, so that
+                    # a burst of the machine's other load weighs on both alike.
+                    runs: dict[str, list[dict[str, float]]] = {"gateway": [], "nginx": []}
+                    pids = {"gateway": gateway_process.pid, "nginx": nginx.pid if nginx else 0}
+                    for name in ("gateway", "nginx", "nginx", "gateway"):
+                        if pids[name]:
+                            runs[name].append(
+                                measure(url[name] + path, concurrency, duration, script, pids[name])
+                            )
+                    through = pooled(runs["gateway"])
+                    reference = pooled(runs["nginx"]) if runs["nginx"] else None
                     results.append(row(kind, concurrency, direct, through, reference))
-            shadow = measure_shadow(home, url["gateway"], duration, script)
+            shadow = (
+                measure_shadow(home, url["gateway"], duration, script)
+                if args.only != "overhead"
+                else None
+            )
         finally:
             for process in processes:
                 process.terminate()
@@ -557,7 +595,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def report(
     results: list[dict[str, Any]],
-    shadow: dict[str, Any],
+    shadow: dict[str, Any] | None,
     duration: float,
     as_json: bool,
     with_nginx: bool,
@@ -568,7 +606,8 @@ def report(
     if as_json:
         for result in results:
             print(json.dumps(result))
-        print(json.dumps(shadow))
+        if shadow is not None:
+            print(json.dumps(shadow))
         return
     print(f"load generator: wrk, {duration:.0f} s per measurement; canary at {CANARY_BP / 100:g}%")
     if not with_nginx:
@@ -594,6 +633,8 @@ def report(
         if r["loadgen_bound"]:
             line += f"  (wrk was the bottleneck: {', '.join(r['loadgen_bound'])}; no ratio)"
         print(line)
+    if shadow is None:
+        return
     print(
         f"shadow (concurrency {shadow['concurrency']}): champion p99 {shadow['p99_off_ms']:.2f} ms "
         f"without, {shadow['p99_on_ms']:.2f} ms with mirroring "
@@ -604,12 +645,17 @@ def report(
         f"{shadow['saturation_copies_shed']:.0f} shed (gateway saturated), "
         f"{shadow['saturation_copies_queue_full']:.0f} dropped (queue full)"
     )
+    off_lo, off_hi = shadow["fixed_rate_p99_off_range_ms"]
+    on_lo, on_hi = shadow["fixed_rate_p99_on_range_ms"]
     print(
         f"shadow at {shadow['fixed_rate_rps']:.0f} req/s "
-        f"({shadow['fixed_rate_share_of_saturation']:.2f} of saturation): champion p99 "
-        f"{shadow['fixed_rate_p99_off_ms']:.2f} ms without, "
-        f"{shadow['fixed_rate_p99_on_ms']:.2f} ms with mirroring "
-        f"(ratio {shadow['fixed_rate_p99_ratio']:.2f})"
+        f"({shadow['fixed_rate_share_of_saturation']:.2f} of saturation, "
+        f"{shadow['fixed_rate_runs']} runs ABBA, medians): champion p99 "
+        f"{shadow['fixed_rate_p99_off_ms']:.2f} ms without [{off_lo:.2f}-{off_hi:.2f}], "
+        f"{shadow['fixed_rate_p99_on_ms']:.2f} ms with mirroring [{on_lo:.2f}-{on_hi:.2f}] "
+        f"(ratio {shadow['fixed_rate_p99_ratio']:.2f}); copies "
+        f"{shadow['fixed_rate_copies_sent']:.0f} sent, "
+        f"{shadow['fixed_rate_copies_dropped']:.0f} dropped"
     )
 
 
@@ -649,14 +695,32 @@ def calibrate_pacing(home: Path, url: str, rate: float, duration: float) -> Path
     return paced_script(home, rate, max(per_request_ms - first_delay, 0.0))
 
 
+PACED_PAIRS = 3  # off/on pairs at the fixed rate, in ABBA order
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
 def measure_shadow(
-    home: Path, gateway: str, duration: float, script: Path, concurrency: int = 16
+    home: Path,
+    gateway: str,
+    duration: float,
+    script: Path,
+    concurrency: int = 16,
+    pairs: int = PACED_PAIRS,
 ) -> dict[str, Any]:
     """Champion p99 under a rollout at weight 0, without and with mirroring to a challenger:
     at saturation (closed loop, ``concurrency`` clients), where every copy competes with the
     champion for the same two cores and the gateway sheds copies first, and at half of that
     throughput (wrk paced by ``delay()``, calibrated by a trial run), the load a gateway is
-    provisioned for."""
+    provisioned for. The paced runs alternate ``pairs`` times in ABBA order (off, on, on, off,
+    off, on…) so that drift in the machine's other load favours neither mode; the figures are
+    medians over the runs, with their range, and the ratio is that of the medians."""
     figures = {}
     shed: dict[str, float] = {}
     for mode in ("off", "mirror"):
@@ -668,24 +732,35 @@ def measure_shadow(
         if mode == "mirror":
             after = shadow_counts(gateway)
             shed = {k: after[k] - before[k] for k in after}
-    saturation = figures["off"]["rps"]
     set_rollout(home, "off")
     wait_route(gateway, False)
+    # Saturation is the best of two closed-loop runs: the machine's other load only ever
+    # lowers a run's throughput, and half of an underestimate would not be half of saturation.
+    again = load(gateway + PATH, concurrency, duration, script)
+    saturation = max(figures["off"]["rps"], again["rps"])
     paced = calibrate_pacing(home, gateway + PATH, saturation / 2, min(2.0, duration))
     p99s: dict[str, list[float]] = {"off": [], "mirror": []}
     rates: dict[str, list[float]] = {"off": [], "mirror": []}
-    for mode in ("off", "mirror", "mirror", "off"):  # alternated, so drift favours neither
+    paced_shed = {"sent": 0.0, "overload": 0.0, "queue_full": 0.0}
+    modes = [m for i in range(pairs) for m in (("off", "mirror"), ("mirror", "off"))[i % 2]]
+    for mode in modes:
         set_rollout(home, mode)
         wait_route(gateway, mode == "mirror")
         load(gateway + PATH, PACED_CONCURRENCY, min(1.0, duration), paced)  # warm
-        measured = load(gateway + PATH, PACED_CONCURRENCY, max(duration / 2, 1.0), paced)
+        before = shadow_counts(gateway)
+        measured = load(gateway + PATH, PACED_CONCURRENCY, max(duration, 3.0), paced)
+        if mode == "mirror":
+            after = shadow_counts(gateway)
+            for k in paced_shed:
+                paced_shed[k] += after[k] - before[k]
         p99s[mode].append(measured["p99_ms"])
         rates[mode].append(measured["rps"])
     set_rollout(home, None)
     off, on = figures["off"], figures["mirror"]
-    rate_off = statistics.mean(p99s["off"])
-    rate_on = statistics.mean(p99s["mirror"])
+    rate_off = statistics.median(p99s["off"])
+    rate_on = statistics.median(p99s["mirror"])
     copies = sum(shed.values())
+    all_rates = rates["off"] + rates["mirror"]
     return {
         "mode": "shadow",
         "concurrency": concurrency,
@@ -698,13 +773,22 @@ def measure_shadow(
         "saturation_copies_shed": shed.get("overload", 0.0),
         "saturation_copies_queue_full": shed.get("queue_full", 0.0),
         "saturation_shed_share": round(shed.get("overload", 0.0) / copies, 3) if copies else None,
-        "fixed_rate_rps": round(statistics.mean(rates["off"] + rates["mirror"]), 1),
-        "fixed_rate_share_of_saturation": round(
-            statistics.mean(rates["off"] + rates["mirror"]) / saturation, 3
-        ),
+        "fixed_rate_rps": round(statistics.median(all_rates), 1),
+        "saturation_rps": round(saturation, 1),
+        "fixed_rate_share_of_saturation": round(statistics.median(all_rates) / saturation, 3),
+        "fixed_rate_runs": len(modes),
         "fixed_rate_p99_off_ms": round(rate_off, 3),
         "fixed_rate_p99_on_ms": round(rate_on, 3),
+        "fixed_rate_p99_off_range_ms": [_spread(p99s["off"])["min"], _spread(p99s["off"])["max"]],
+        "fixed_rate_p99_on_range_ms": [
+            _spread(p99s["mirror"])["min"],
+            _spread(p99s["mirror"])["max"],
+        ],
+        "fixed_rate_rps_off": round(statistics.median(rates["off"]), 1),
+        "fixed_rate_rps_on": round(statistics.median(rates["mirror"]), 1),
         "fixed_rate_p99_ratio": round(rate_on / rate_off, 3),
+        "fixed_rate_copies_sent": paced_shed["sent"],
+        "fixed_rate_copies_dropped": paced_shed["overload"] + paced_shed["queue_full"],
     }
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from controller.config import ControllerSettings
 from controller.gateway.app import create_gateway_app
-from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
+from controller.gateway.server import GatewayServer, ServerLimits
 from controller.reconciler.loop import Reconciler
 from registry.cli import output
 from registry.db.session import Database
@@ -72,6 +72,18 @@ def _limits(settings: ControllerSettings, max_connections: int) -> dict[str, Any
     }
 
 
+def gateway_server(listener: Listener) -> GatewayServer:
+    """The gateway's own HTTP/1.1 server for its listener, with the listener's limits."""
+    limits = ServerLimits(
+        max_connections=listener.max_connections,
+        max_header_bytes=listener.header_limits.max_header_bytes,
+        max_headers=listener.header_limits.max_headers,
+        header_timeout_s=listener.header_limits.header_timeout_s,
+        keep_alive_timeout_s=listener.keep_alive_timeout_s,
+    )
+    return GatewayServer(listener.app, listener.host, listener.port, limits)
+
+
 def run_roles(
     settings: ControllerSettings,
     api: bool,
@@ -113,8 +125,8 @@ def run_roles(
                 settings.gateway_host,
                 settings.gateway_port,
                 **_limits(settings, settings.gateway_max_client_connections),
-                protocol_mixins=(CoalescingHttpToolsProtocol,),
                 sock=gateway_sock,
+                server=gateway_server,
             )
         )
     if reconciler:

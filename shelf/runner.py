@@ -25,10 +25,12 @@ class Listener:
     max_connections: int = 1000
     header_limits: HeaderLimits = field(default_factory=HeaderLimits)
     keep_alive_timeout_s: int = 5
-    # More of uvicorn's httptools protocol, mixed in under the header limits (the gateway's
-    # one-write-per-response protocol).
+    # More of uvicorn's httptools protocol, mixed in under the header limits.
     protocol_mixins: tuple[type, ...] = ()
     sock: socket.socket | None = None  # already bound (a worker's inherited socket)
+    # A server of its own instead of uvicorn (the gateway's): built from this listener, driven
+    # like ``uvicorn.Server`` (``serve(sockets)``, ``started``, ``should_exit``), no signals.
+    server: Callable[[Listener], Any] | None = None
 
 
 class _SharedSignalServer(uvicorn.Server):
@@ -62,7 +64,10 @@ async def serve(
 ) -> None:
     """Runs until a signal arrives; each job gets an event that is set when it should stop."""
     stop = asyncio.Event()
-    servers = [_SharedSignalServer(_config(listener)) for listener in listeners]
+    servers = [
+        listener.server(listener) if listener.server else _SharedSignalServer(_config(listener))
+        for listener in listeners
+    ]
 
     def request_stop() -> None:
         stop.set()

@@ -23,12 +23,15 @@ from controller.gateway.asgi import (
     BodyTooLarge,
     Headers,
     Receive,
+    Reply,
     Scope,
     Send,
+    error_reply,
     read_body,
     send_bytes,
     send_error,
     send_json,
+    send_reply,
 )
 from controller.gateway.feedback import FeedbackIntake
 from controller.gateway.forced import (
@@ -123,39 +126,66 @@ class GatewayApp:
             if handler is not None:
                 await handler(scope, receive, send)
                 return
-            raw: bytes = scope.get("raw_path") or path.encode()
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                    await send_reply(send, self.too_large())
+                    return
             try:
-                model, upstream_path = split_target(raw)
-            except UnsafePath as exc:
-                self.metrics.rejected.labels("bad_path").inc()
-                await send_error(send, 400, "bad_request", str(exc))
+                body = await read_body(receive, self.max_body)
+            except BodyTooLarge:
+                await send_reply(send, self.too_large())
                 return
-            query: bytes = scope["query_string"]
-            if query:
-                upstream_path = f"{upstream_path}?{query.decode('latin-1')}"
-            await self._proxy(scope, receive, send, model, upstream_path)
+            raw: bytes = scope.get("raw_path") or path.encode()
+            client = scope.get("client")
+            reply, copy = await self.proxy(
+                scope["method"],
+                raw,
+                scope["query_string"],
+                scope["headers"],
+                body,
+                client[0] if client else None,
+            )
+            await send_reply(send, reply)
+            if copy is not None:
+                self.mirror(copy)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
+    def is_reserved(self, path: str) -> bool:
+        """Whether ``path`` is one of the gateway's own endpoints rather than a model's."""
+        return path in self._reserved
+
     # -- the hot path ----------------------------------------------------------------------
 
-    async def _proxy(
-        self, scope: Scope, receive: Receive, send: Send, model: str, upstream_path: str
-    ) -> None:
+    async def proxy(
+        self,
+        method: str,
+        raw_path: bytes,
+        query: bytes,
+        headers: Headers,
+        body: bytes,
+        client_host: str | None = None,
+    ) -> tuple[Reply, ShadowCopy | None]:
+        """The answer to a proxied request whose body was read (at most ``max_body`` bytes),
+        and the copy to mirror to the challenger once that answer is written, if any: a copy
+        sent earlier would compete with the champion's answer for the event loop."""
+        try:
+            model, upstream_path = split_target(raw_path)
+        except UnsafePath as exc:
+            self.metrics.rejected.labels("bad_path").inc()
+            return error_reply(400, "bad_request", str(exc)), None
+        if query:
+            upstream_path = f"{upstream_path}?{query.decode('latin-1')}"
         route = self.routes.table.get(model)
         if route is None or self.upstream is None:
             self.metrics.rejected.labels("not_found").inc()
-            await send_error(send, 404, "not_found", f"no model {model!r} is served here")
-            return
+            return error_reply(404, "not_found", f"no model {model!r} is served here"), None
         forward: Headers = []
         key: bytes | None = None
         arm_name: bytes | None = None
         token: bytes | None = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name in REQUEST_SKIP:
-                if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
-                    await self._too_large(send)
-                    return
                 continue
             if name == ROUTING_KEY:
                 key = value
@@ -169,38 +199,32 @@ class GatewayApp:
         forced: RouteArm | None = None
         if arm_name is not None:
             try:
-                forced = self._forced(scope, route, arm_name, token)
+                self.forcing.check(token, client_host)
+                forced = forced_arm(route, arm_name.decode("latin-1"))
             except ForcedArmRefused as refused:
                 self.metrics.forced_refused.labels(model, refused.reason).inc()
-                await send_error(send, refused.status, refused.code, refused.message)
-                return
-        try:
-            body = await read_body(receive, self.max_body)
-        except BodyTooLarge:
-            await self._too_large(send)
-            return
+                return error_reply(refused.status, refused.code, refused.message), None
         self.in_flight += 1
         try:
-            await self._forward(scope, send, route, forward, key, body, upstream_path, forced)
+            return await self._forward(method, route, forward, key, body, upstream_path, forced)
         finally:
             self.in_flight -= 1
 
-    def _forced(self, scope: Scope, route: Route, arm_name: bytes, token: bytes | None) -> RouteArm:
-        client = scope.get("client")
-        self.forcing.check(token, client[0] if client else None)
-        return forced_arm(route, arm_name.decode("latin-1"))
+    def mirror(self, copy: ShadowCopy) -> None:
+        """Queue a shadow copy (after the champion's answer went out); never blocks."""
+        if self.shadow is not None:
+            self.shadow.submit(copy)
 
     async def _forward(
         self,
-        scope: Scope,
-        send: Send,
+        method: str,
         route: Route,
         forward: Headers,
         key: bytes | None,
         body: bytes,
         upstream_path: str,
         forced: RouteArm | None = None,
-    ) -> None:
+    ) -> tuple[Reply, ShadowCopy | None]:
         assert self.upstream is not None
         challenger = route.challenger
         arm = route.champion
@@ -210,7 +234,6 @@ class GatewayApp:
             position = pick(route.model.encode(), key, route.ranges)
             if position >= 0:
                 arm = route.challengers[position]
-        method: str = scope["method"]
         # The routing key's bucket: the unit the variance follows (None: each request its own).
         unit = (
             unit_bucket(route.model.encode(), key)
@@ -223,6 +246,7 @@ class GatewayApp:
             forced is None
             and route.mirror
             and challenger is not None
+            and self.shadow is not None
             and (route.mirror_bp >= BUCKETS or mirrored(route.model.encode(), key, route.mirror_bp))
         )
         counted = forced is None and (mirror or not route.mirror)
@@ -249,33 +273,42 @@ class GatewayApp:
             (b"x-shelf-request-id", request_id.encode()),
             (b"x-shelf-version", arm.version_header),
         )
+        reply: Reply
         if result.status:
             headers = [item for item in result.headers if item[0] not in RESPONSE_SKIP]
             headers.append((b"content-length", str(len(result.body)).encode()))
             headers.extend(shelf)
-            await send({"type": "http.response.start", "status": result.status, "headers": headers})
-            await send({"type": "http.response.body", "body": result.body})
+            reply = (result.status, headers, result.body)
         elif outcome == TIMEOUT:
-            await send_error(
-                send, 504, "upstream_timeout", f"{route.model}@{arm.version} timed out", shelf
+            reply = error_reply(
+                504, "upstream_timeout", f"{route.model}@{arm.version} timed out", shelf
             )
         else:
-            await send_error(
-                send,
+            reply = error_reply(
                 502,
                 "upstream_error",
                 f"{route.model}@{arm.version} could not be reached ({result.error})",
                 shelf,
             )
-        if mirror and challenger is not None and self.shadow is not None:
+        copy = None
+        if mirror and challenger is not None:
+            # The champion's side of the comparison is the copies the challenger got: its
+            # answer is recorded when the copy is sent, so a copy dropped (full queue) or shed
+            # (saturated gateway) takes the champion's answer out of the statistics too and
+            # both arms are measured on the same requests.
+            champion = arm
             copy = ShadowCopy(
-                route.model, challenger, method, upstream_path, forward, body, predicted, unit
+                route.model,
+                challenger,
+                method,
+                upstream_path,
+                forward,
+                body,
+                predicted,
+                unit,
+                lambda: self._record(champion, result, prediction, body, unit),
             )
-            # The champion's side of the comparison is the copies the challenger got: a copy
-            # dropped (full queue) or shed (saturated gateway) takes its champion answer out
-            # of the statistics too, so both arms see the same requests.
-            if self.shadow.submit(copy):
-                self._record(arm, result, prediction, body, unit)
+        return reply, copy
 
     async def _call(
         self,
@@ -347,10 +380,10 @@ class GatewayApp:
         policy = settings.gateway_retry_timeouts
         return policy == "always" or (policy == "idempotent" and method in IDEMPOTENT_METHODS)
 
-    async def _too_large(self, send: Send) -> None:
+    def too_large(self) -> Reply:
+        """The answer to a request body beyond ``max_request_body_mb``."""
         self.metrics.rejected.labels("too_large").inc()
-        await send_error(
-            send,
+        return error_reply(
             413,
             "payload_too_large",
             f"request body exceeds {self.settings.max_request_body_mb} MB",

@@ -15,6 +15,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+# A whole answer, (status, headers, body), for whichever server writes it: the gateway's own
+# (``controller.gateway.server``) writes it as bytes, the ASGI entry point sends it.
+Reply = tuple[int, Headers, bytes]
 
 JSON_CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -83,15 +86,28 @@ async def send_bytes(
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_reply(send: Send, reply: Reply) -> None:
+    await send_bytes(send, reply[0], reply[2], reply[1])
+
+
+def json_reply(status: int, payload: Any, extra: Iterable[tuple[bytes, bytes]] = ()) -> Reply:
+    body = orjson.dumps(payload)
+    return status, [JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode()), *extra], body
+
+
+def error_reply(
+    status: int, code: str, message: str, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> Reply:
+    return json_reply(status, {"error": code, "message": message}, extra)
+
+
 async def send_json(
     send: Send, status: int, payload: Any, extra: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
-    body = orjson.dumps(payload)
-    headers = [JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode()), *extra]
-    await send_bytes(send, status, body, headers)
+    await send_reply(send, json_reply(status, payload, extra))
 
 
 async def send_error(
     send: Send, status: int, code: str, message: str, extra: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
-    await send_json(send, status, {"error": code, "message": message}, extra)
+    await send_reply(send, error_reply(status, code, message, extra))

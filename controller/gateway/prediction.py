@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+_NUMBER = (int, float)  # a tuple, not ``int | float``: that builds a new union per element
 CONFIDENCE_NAMES = frozenset({"confidence", "score", "probability", "proba"})
 
 Prediction = tuple[str | None, float | None]
@@ -66,6 +67,13 @@ def _as_confidence(value: Any) -> float | None:
     return None
 
 
+def _all_numbers(row: list[Any]) -> bool:
+    for value in row:  # noqa: SIM110  # a loop: ``all()`` over a generator costs twice as much
+        if not isinstance(value, _NUMBER):
+            return False
+    return True
+
+
 def parse_oip(document: Any) -> Prediction:
     outputs = document.get("outputs") if isinstance(document, dict) else None
     if not isinstance(outputs, list):
@@ -97,9 +105,10 @@ def parse_oip(document: Any) -> Prediction:
         elif datatype.startswith("FP") or isinstance(first, float):
             row = data[:width]
             if len(row) >= 2:
-                if argmax is None and all(isinstance(v, int | float) for v in row):
-                    argmax = max(range(len(row)), key=row.__getitem__)
-                    confidence = float(row[argmax])
+                if argmax is None and _all_numbers(row):
+                    best = max(row)  # the first maximal element, as an argmax would pick
+                    argmax = row.index(best)
+                    confidence = float(best)
             elif str(output.get("name", "")).lower() in CONFIDENCE_NAMES:
                 confidence = _as_confidence(first)
         elif isinstance(first, int) and label is None:

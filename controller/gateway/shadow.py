@@ -4,11 +4,14 @@ Copies wait in a bounded asyncio queue served by a fixed number of workers. ``su
 blocks: when the queue is full the copy is dropped and counted (reason ``queue_full``), so a
 slow challenger can cost shadow coverage but never champion latency. Copies are also shed
 first when the gateway itself is saturated: while the event loop runs late
-(:class:`LoopLag` above ``shed_lag_s``) every copy is dropped and counted (reason
-``overload``), since each one would take CPU from the champion's requests. The challenger's
+(:class:`LoopLag` above ``shed_lag_s``) or is busy ``SHED_BUSY_SHARE`` of the time, every copy
+is dropped and counted (reason ``overload``), since each one would take CPU from the champion's
+requests; a copy already queued is dropped the same way when a worker takes it in such a
+moment. Copies are queued only after the champion's answer was written (``GatewayApp.mirror``),
+so they never delay it. The challenger's
 outcome goes into its arm's statistics, and whether its predicted class equals the champion's
-into ``compared/agreed``. The gateway records the champion's answer only for a copy that was
-queued (``submit`` says so), so both arms are measured on the same requests.
+into ``compared/agreed``. The champion's answer to the same request is recorded when its copy
+is sent (``ShadowCopy.on_sent``), so both arms are measured on the same requests.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.gateway.asgi import Headers
@@ -28,6 +32,10 @@ from controller.gateway.upstream import Upstream, content_type
 
 log = logging.getLogger(__name__)
 
+# The loop's busy share beyond which copies are shed: a copy costs about half of a request's
+# CPU, so at half of the saturation throughput the loop is about 80 % busy with mirroring on.
+SHED_BUSY_SHARE = 0.9
+
 
 @dataclass(slots=True)
 class ShadowCopy:
@@ -39,6 +47,9 @@ class ShadowCopy:
     body: bytes
     champion_class: str | None
     unit: int | None = None  # the routing key's unit bucket, for the statistics
+    # Records the champion's answer to the same request: called when the copy is sent, so the
+    # champion's side of the comparison is exactly the requests the challenger got.
+    on_sent: Callable[[], None] | None = None
 
 
 class ShadowMirror:
@@ -75,10 +86,14 @@ class ShadowMirror:
             asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self._concurrency)
         ]
 
+    def overloaded(self) -> bool:
+        """Whether the gateway is saturated right now (never, with shedding switched off)."""
+        lag = self._lag
+        return lag is not None and (lag.lag_s > self._shed_lag_s or lag.busy >= SHED_BUSY_SHARE)
+
     def submit(self, copy: ShadowCopy) -> bool:
         """Queues ``copy``; False when it was dropped or shed instead (and counted so)."""
-        lag = self._lag
-        if lag is not None and lag.lag_s > self._shed_lag_s:
+        if self.overloaded():
             self.shed += 1
             self._drop(copy, "overload")
             return False
@@ -100,6 +115,10 @@ class ShadowMirror:
         while True:
             copy = await self._queue.get()
             try:
+                if self.overloaded():
+                    self.shed += 1
+                    self._drop(copy, "overload")
+                    continue
                 await self._send(copy)
             except Exception:  # a bug here must not kill the worker
                 log.exception("shadow request failed unexpectedly")
@@ -107,6 +126,8 @@ class ShadowMirror:
                 self._queue.task_done()
 
     async def _send(self, copy: ShadowCopy) -> None:
+        if copy.on_sent is not None:
+            copy.on_sent()
         arm = copy.arm
         result = await self._upstream.call(
             copy.method, arm.serving_url, copy.path, copy.headers, copy.body

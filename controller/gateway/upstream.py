@@ -38,6 +38,7 @@ STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
 @dataclass(slots=True)
@@ -153,15 +154,15 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name in _FRAMING:
+            self._has_length = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
         self.status = self._parser.get_status_code()
         self.keep_alive = self._parser.should_keep_alive()
-        self._has_length = any(
-            name in (b"content-length", b"transfer-encoding") for name, _ in self.headers
-        )
         if self._head_only:
             self.keep_alive = False
             self._complete()
@@ -192,7 +193,7 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self._received = False
         self._headers_done = False
-        self._has_length = True
+        self._has_length = False  # until a content-length or transfer-encoding header
         self._head_only = head_only
         self._future = future = self._loop.create_future()
         self.transport.write(payload)
@@ -334,10 +335,11 @@ class Upstream:
     async def call(
         self, method: str, base_url: str, path: str, headers: Headers, body: bytes
     ) -> UpstreamResponse:
-        """``method`` ``base_url + path``; never raises for upstream failures."""
+        """``method`` ``base_url + path``; never raises for upstream failures. One coroutine
+        for the whole exchange (it is on every request's path)."""
         start = time.perf_counter()
         try:
-            pool = self._pool(base_url)
+            pool = self._pools.get(base_url) or self._pool(base_url)
             origin = pool.origin
             parts = [f"{method} {origin.base_path}{path} HTTP/1.1\r\n".encode(), origin.host_line]
             for name, value in headers:
@@ -347,7 +349,41 @@ class Upstream:
             parts.append(b"\r\n")
             parts.append(body)
             payload = b"".join(parts)
-            return await self._exchange(pool, payload, method == "HEAD", start)
+            head_only = method == "HEAD"
+            loop = asyncio.get_running_loop()
+            deadline = start + self._timeout_s
+            for attempt in (0, 1):
+                connection = pool.take_idle() or await pool.acquire(
+                    loop, max(deadline - time.perf_counter(), 0.001)
+                )
+                future = connection.send(payload, head_only)
+                timer = loop.call_later(max(deadline - time.perf_counter(), 0.0), _expire, future)
+                try:
+                    await future
+                except _ConnectionLost as exc:
+                    pool.release(connection)
+                    if attempt == 0 and connection.reused and not exc.received:
+                        continue
+                    raise
+                except BaseException:
+                    connection.keep_alive = False
+                    pool.release(connection)
+                    raise
+                finally:
+                    timer.cancel()
+                status = connection.status
+                response_headers = connection.headers
+                chunks = connection.body
+                response_body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                pool.release(connection)
+                return UpstreamResponse(
+                    status_class(status),
+                    status,
+                    response_headers,
+                    response_body,
+                    time.perf_counter() - start,
+                )
+            raise AssertionError("unreachable")
         except TimeoutError:
             return UpstreamResponse(TIMEOUT, 0, [], b"", time.perf_counter() - start, "timeout")
         except (OSError, ValueError) as exc:
@@ -356,40 +392,6 @@ class Upstream:
             return UpstreamResponse(
                 CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error, received
             )
-
-    async def _exchange(
-        self, pool: _Pool, payload: bytes, head_only: bool, start: float
-    ) -> UpstreamResponse:
-        loop = asyncio.get_running_loop()
-        deadline = start + self._timeout_s
-        for attempt in (0, 1):
-            connection = pool.take_idle() or await pool.acquire(
-                loop, max(deadline - time.perf_counter(), 0.001)
-            )
-            future = connection.send(payload, head_only)
-            timer = loop.call_later(max(deadline - time.perf_counter(), 0.0), _expire, future)
-            try:
-                await future
-            except _ConnectionLost as exc:
-                pool.release(connection)
-                if attempt == 0 and connection.reused and not exc.received:
-                    continue
-                raise
-            except BaseException:
-                connection.keep_alive = False
-                pool.release(connection)
-                raise
-            finally:
-                timer.cancel()
-            status = connection.status
-            headers = connection.headers
-            chunks = connection.body
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            pool.release(connection)
-            return UpstreamResponse(
-                status_class(status), status, headers, body, time.perf_counter() - start
-            )
-        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         for pool in self._pools.values():

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from controller.config import ControllerSettings
 from controller.gateway.app import GatewayApp, create_gateway_app
-from controller.gateway.http_protocol import CoalescingHttpToolsProtocol
+from controller.gateway.server import GatewayServer, ServerLimits
 from controller.reconciler.totals import ArmTotals, consume_deltas
 from controller.rollouts.transitions import notify_gateways
 from controller.tables import Rollout
@@ -74,10 +74,33 @@ def model_server(**config: Any) -> Iterator[ServerThread]:
         server.stop()
 
 
+class GatewayServerThread:
+    """The gateway's own server (as ``shelf gateway`` runs it) in a thread with its own loop."""
+
+    def __init__(self, app: GatewayApp, limits: ServerLimits | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = GatewayServer(app, "127.0.0.1", self.port, limits or ServerLimits())
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
+
+    def start(self) -> GatewayServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
 @dataclass
 class Gateway:
     app: GatewayApp
-    server: ServerThread
+    server: GatewayServerThread
 
     @property
     def url(self) -> str:
@@ -112,7 +135,7 @@ def gateway_settings(settings: ControllerSettings, **overrides: Any) -> Controll
 def running_gateway(settings: ControllerSettings, database: Database) -> Iterator[Gateway]:
     app = create_gateway_app(settings, database)
     assert isinstance(app, GatewayApp)
-    server = ServerThread(app, http=CoalescingHttpToolsProtocol).start()
+    server = GatewayServerThread(app).start()
     try:
         yield Gateway(app, server)
     finally:

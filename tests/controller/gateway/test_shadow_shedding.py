@@ -89,3 +89,57 @@ def test_loop_lag_follows_a_blocked_loop_and_recovers() -> None:
     blocked, recovered = asyncio.run(scenario())
     assert blocked >= 0.01  # 50 ms late, halved per 5 ms interval since
     assert recovered < blocked / 2
+
+
+def test_copies_are_shed_while_the_loop_is_busy_though_on_time() -> None:
+    async def scenario() -> None:
+        metrics = GatewayMetrics()
+        lag = LoopLag()
+        shadow = mirror(metrics, lag)
+        lag.busy = 0.95  # saturated by a few clients: no lag, no CPU to spare
+        shadow.submit(copy())
+        assert (shadow.dropped, shadow.shed) == (1, 1)
+        lag.busy = 0.5  # half busy: copies go out
+        shadow.submit(copy())
+        assert shadow.dropped == 1
+
+    asyncio.run(scenario())
+
+
+def test_queued_copies_are_shed_when_a_worker_takes_them_in_an_overload() -> None:
+    async def scenario() -> None:
+        metrics = GatewayMetrics()
+        lag = LoopLag()
+        shadow = mirror(metrics, lag)
+        shadow.submit(copy())
+        shadow.submit(copy())
+        lag.lag_s = 0.010  # saturated after they were queued
+        shadow.start()  # the worker drops them instead of sending them
+        await asyncio.sleep(0.05)
+        await shadow.stop(1.0)
+        assert (shadow.sent, shadow.dropped, shadow.shed) == (0, 2, 2)
+        assert dropped(metrics, "overload") == 2
+
+    asyncio.run(scenario())
+
+
+def test_busy_share_follows_a_loop_kept_busy_without_blocking() -> None:
+    async def scenario() -> tuple[float, float, float]:
+        lag = LoopLag(interval_s=0.005)
+        stop = asyncio.Event()
+        task = asyncio.create_task(lag.run(stop))
+        await asyncio.sleep(0.1)
+        idle = lag.busy
+        end = time.monotonic() + 0.2
+        while time.monotonic() < end:  # CPU-bound work in short slices: on time, but busy
+            sum(range(2000))
+            await asyncio.sleep(0)
+        busy, late = lag.busy, lag.lag_s
+        stop.set()
+        await task
+        return idle, busy, late
+
+    idle, busy, late = asyncio.run(scenario())
+    assert idle < 0.5
+    assert busy > 0.7
+    assert late < 0.005

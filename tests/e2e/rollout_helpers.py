@@ -7,20 +7,35 @@ import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from controller.config import ControllerSettings
 from shelf.demo.processes import Process, start_model_server
-from tests.e2e.conftest import ShelfServer
+from tests.e2e.conftest import ShelfServer, make_server
 
 FAST_LOOP = {
     "SHELF_RECONCILER_INTERVAL_S": "0.3",
     "SHELF_GATEWAY_FLUSH_INTERVAL_S": "0.3",
     "SHELF_GATEWAY_REFRESH_INTERVAL_S": "0.2",
 }
+
+
+@contextmanager
+def fast_server(tmp_path: Path) -> Iterator[ShelfServer]:
+    """A Shelf server on SQLite with the fast loop above, stopped afterwards."""
+    home = tmp_path / "home"
+    home.mkdir()
+    running = make_server(ControllerSettings(home=home), tmp_path, **FAST_LOOP)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @dataclass(frozen=True)

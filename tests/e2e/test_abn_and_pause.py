@@ -12,14 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.config import ControllerSettings
 from registry.cli import exit_codes
 from shelf.demo.traffic import Traffic
-from tests.e2e.conftest import ShelfServer, make_server
+from tests.e2e.conftest import ShelfServer
 from tests.e2e.rollout_helpers import (
-    FAST_LOOP,
     Behaviour,
     ModelServers,
+    fast_server,
     model_servers,
     register_versions,
     rollout_json,
@@ -34,14 +33,8 @@ BAD = Behaviour(error_rate=0.3, latency_ms=4.0, accuracy=0.9)
 
 @pytest.fixture
 def server(tmp_path: Path) -> ShelfServer:
-    home = tmp_path / "home"
-    home.mkdir()
-    server = make_server(ControllerSettings(home=home), tmp_path, **FAST_LOOP)
-    server.start()
-    try:
-        yield server  # type: ignore[misc]
-    finally:
-        server.stop()
+    with fast_server(tmp_path) as running:
+        yield running  # type: ignore[misc]
 
 
 def wait_for_state(server: ShelfServer, state: str, within_s: float = 30.0) -> dict[str, object]:

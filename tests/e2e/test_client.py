@@ -11,17 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.config import ControllerSettings
 from controller.stats import Report
 from registry.errors import Conflict, InvalidInput, NotFound
 from shelf import Client, RolloutTimeout, Unreachable
 from shelf.demo.traffic import Traffic
 from tests.conftest import free_port
-from tests.e2e.conftest import ShelfServer, make_server
+from tests.e2e.conftest import ShelfServer
 from tests.e2e.rollout_helpers import (
-    FAST_LOOP,
     Behaviour,
     ModelServers,
+    fast_server,
     model_servers,
     wait_for_champion,
 )
@@ -32,14 +31,8 @@ __all__ = ["model_servers"]  # a fixture
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ShelfServer]:
-    home = tmp_path / "home"
-    home.mkdir()
-    running = make_server(ControllerSettings(home=home), tmp_path, **FAST_LOOP)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    with fast_server(tmp_path) as running:
+        yield running  # type: ignore[misc]
 
 
 def _model_folder(tmp_path: Path, name: str, content: bytes) -> Path:

@@ -5,19 +5,19 @@ tells CI which happened through its exit code."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
 
-from controller.config import ControllerSettings
 from registry.cli import exit_codes
 from shelf.demo.traffic import Traffic
-from tests.e2e.conftest import ShelfServer, make_server
+from tests.e2e.conftest import ShelfServer
 from tests.e2e.rollout_helpers import (
-    FAST_LOOP,
     Behaviour,
     ModelServers,
+    fast_server,
     model_servers,
     register_versions,
     rollout_json,
@@ -32,14 +32,8 @@ CHAMPION = Behaviour(error_rate=0.0, latency_ms=4.0, accuracy=0.9)
 
 @pytest.fixture
 def server(tmp_path: Path) -> ShelfServer:
-    home = tmp_path / "home"
-    home.mkdir()
-    server = make_server(ControllerSettings(home=home), tmp_path, **FAST_LOOP)
-    server.start()
-    try:
-        yield server  # type: ignore[misc]
-    finally:
-        server.stop()
+    with fast_server(tmp_path) as running:
+        yield running  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -90,8 +84,11 @@ def test_equal_challenger_is_promoted_and_becomes_champion(
     written = summary.read_text()
     assert written.startswith("earlier step\n### Shelf rollout")  # appended, as CI expects
     assert "v1 → v2: **promoted**" in written
-    assert "| error_rate | no_harm_within_margin |" in written
-    assert "| latency | no_harm_within_margin |" in written
+    # The last look is at the full-traffic step, where the champion serves nothing new: each
+    # guardrail's verdict there is non-inferiority or, on a slow machine, still "continue";
+    # never harm.
+    for metric in ("error_rate", "latency"):
+        assert re.search(rf"\| {metric} \| (no_harm_within_margin|continue) \|", written), written
     champion = json.loads(server.cli("show", "fraud@champion", "--json").stdout)
     assert champion["version"] == 2
     history = json.loads(server.cli("history", "fraud", "--json").stdout)["items"]

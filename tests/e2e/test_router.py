@@ -12,16 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import ControllerSettings
 from registry.cli import exit_codes
 from shelf.demo.traffic import Traffic
 from tests.conftest import free_port
 from tests.dataplane import nginx_or_skip, nginx_split
-from tests.e2e.conftest import ShelfServer, make_server
+from tests.e2e.conftest import ShelfServer
 from tests.e2e.rollout_helpers import (
-    FAST_LOOP,
     Behaviour,
     ModelServers,
+    fast_server,
     model_servers,
     register_versions,
 )
@@ -34,14 +33,8 @@ SECRET = "router-secret-0123456789"
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ShelfServer]:
     nginx_or_skip()
-    home = tmp_path / "home"
-    home.mkdir()
-    running = make_server(ControllerSettings(home=home), tmp_path, **FAST_LOOP)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    with fast_server(tmp_path) as running:
+        yield running  # type: ignore[misc]
 
 
 def status(server: ShelfServer) -> dict[str, object]:

@@ -3,6 +3,7 @@ forced request is answered but never counted (statistics, feedback) on a real ga
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import httpx
@@ -149,3 +150,13 @@ def test_forced_requests_reach_the_arm_at_weight_zero_and_are_never_counted(
             assert metric(text, "shelf_gateway_forced_requests_total", 'arm="champion"') == 1
             assert metric(text, "shelf_gateway_requests_total", 'arm="challenger"') == 0
             assert metric(text, "shelf_gateway_forced_refused_total", 'reason="unauthorized"') == 1
+
+
+def test_an_abn_route_forces_any_challenger_by_name_or_version() -> None:
+    first, second = arm("challenger", 1, 4), arm("challenger-2", 2, 5)
+    several = dataclasses.replace(route(), challengers=(first, second))
+    assert forced_arm(several, "challenger") is several.challenger
+    assert forced_arm(several, "challenger-2") is second
+    assert forced_arm(several, "5") is second
+    other = refusal(lambda: forced_arm(several, "6"))
+    assert other.status == 409 and "challenger-2 v5" in other.message

@@ -24,6 +24,7 @@ from tests.controller.gateway.harness import (
     start_rollout,
     wait_for_totals,
 )
+from tests.controller.gateway.test_gateway_failures_shadow_feedback import metric
 
 
 @given(st.binary(max_size=32), st.integers(0, 10_000), st.integers(0, 10_000))
@@ -77,9 +78,21 @@ def test_a_quarter_is_mirrored_and_the_champion_is_judged_on_that_quarter(
             expected = len(in_sample) * 3 + n * 0.25
             sigma = math.sqrt(n * 0.25 * 0.75)
 
+            # Every copy the gateway sent (its own counter) must have reached the statistics,
+            # on both sides: the champion's answer is recorded when its copy is sent.
+            def copies_sent() -> float:
+                text = httpx.get(f"{gateway.url}/metrics").text
+                return metric(text, "shelf_gateway_shadow_requests_total", 'model="fraud"')
+
             def settled(t: object) -> bool:
                 c, m = t.challenger, t.champion  # type: ignore[attr-defined]
-                return c.requests > 0 and c.requests == m.requests and c.compared == c.requests
+                sent = copies_sent()
+                return (
+                    sent > 0
+                    and c.requests == sent
+                    and c.requests == m.requests
+                    and c.compared == c.requests
+                )
 
             totals = wait_for_totals(database, rollout_id, settled, timeout=20)
             assert abs(totals.challenger.requests - expected) < 4 * sigma

@@ -326,6 +326,9 @@ class Upstream:
         self._deadlines: dict[asyncio.Future[None], float] = {}
         self._tick_s = min(DEADLINE_TICK_S, timeout_s / 4)
         self._sweeper: asyncio.TimerHandle | None = None
+        # The loop of the first call, kept: ``asyncio.get_running_loop()`` costs a getpid()
+        # system call per call on Python 3.11 (its check for a fork).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _pool(self, base_url: str) -> _Pool:
         pool = self._pools.get(base_url)
@@ -356,7 +359,9 @@ class Upstream:
             parts.append(body)
             payload = b"".join(parts)
             head_only = method == "HEAD"
-            loop = asyncio.get_running_loop()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
             deadline = start + self._timeout_s
             for attempt in (0, 1):
                 connection = pool.take_idle() or await pool.acquire(
@@ -420,3 +425,4 @@ class Upstream:
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
+        self._loop = None

@@ -77,16 +77,18 @@ def test_upstream_timeouts_fire_within_a_tick() -> None:
         upstream = Upstream(10, 0.3)
         try:
             started = time.perf_counter()
-            results = await asyncio.gather(
+            calls = asyncio.gather(
                 *(
                     upstream.call("POST", f"http://127.0.0.1:{port}", "/infer", [], b"{}")
                     for _ in range(3)
                 )
             )
+            results = await asyncio.wait_for(calls, 5)  # a sweep that never fires fails here
             elapsed = time.perf_counter() - started
             assert [r.outcome for r in results] == [TIMEOUT] * 3
-            assert all(0.3 <= r.latency_s < 0.3 + DEADLINE_TICK_S + 0.1 for r in results)
-            assert elapsed < 0.3 + DEADLINE_TICK_S + 0.15
+            # On time give or take a tick (plus slack for a loaded test machine).
+            assert all(0.3 <= r.latency_s < 0.3 + DEADLINE_TICK_S + 0.2 for r in results)
+            assert elapsed < 0.3 + DEADLINE_TICK_S + 0.25
             assert not upstream._deadlines  # nothing left behind to expire later
         finally:
             await upstream.close()

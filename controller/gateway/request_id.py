@@ -86,13 +86,17 @@ def class_digest(label: str) -> bytes:
 class RequestIdSigner:
     def __init__(self, key: bytes) -> None:
         self._key = key
-        # BLAKE2b takes keys of at most 64 bytes: a longer one is hashed down to 64.
-        self._blake2b_key = key if len(key) <= 64 else blake2b(key).digest()
+        # BLAKE2b takes keys of at most 64 bytes: a longer one is hashed down to 64. The keyed
+        # state is built once and copied per id, which skips compressing the key block again.
+        blake2b_key = key if len(key) <= 64 else blake2b(key).digest()
+        self._keyed = blake2b(key=blake2b_key, digest_size=_MAC_BYTES)
 
     def _mac(self, body: bytes, fmt: int) -> bytes:
         if fmt == _FORMAT_HMAC:
             return hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
-        return blake2b(body, key=self._blake2b_key, digest_size=_MAC_BYTES).digest()
+        keyed = self._keyed.copy()
+        keyed.update(body)
+        return keyed.digest()
 
     def issue(
         self,
@@ -172,5 +176,9 @@ class RequestIdSigner:
         )
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    """Unpadded base64url (``base64.urlsafe_b64encode`` minus a Python call layer)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode()

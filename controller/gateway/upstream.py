@@ -39,6 +39,7 @@ TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection_error"
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+DEADLINE_TICK_S = 0.05  # how late at most a timed-out call learns it (less for short timeouts)
 
 
 @dataclass(slots=True)
@@ -320,6 +321,14 @@ class Upstream:
         self._outbound = outbound
         self._pools: dict[str, _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
+        # Calls waiting for an answer and their deadlines, checked every ``_tick_s`` while any
+        # waits: cheaper per call than a timer armed and cancelled around each one.
+        self._deadlines: dict[asyncio.Future[None], float] = {}
+        self._tick_s = min(DEADLINE_TICK_S, timeout_s / 4)
+        self._sweeper: asyncio.TimerHandle | None = None
+        # The loop of the first call, kept: ``asyncio.get_running_loop()`` costs a getpid()
+        # system call per call on Python 3.11 (its check for a fork).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _pool(self, base_url: str) -> _Pool:
         pool = self._pools.get(base_url)
@@ -350,14 +359,18 @@ class Upstream:
             parts.append(body)
             payload = b"".join(parts)
             head_only = method == "HEAD"
-            loop = asyncio.get_running_loop()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
             deadline = start + self._timeout_s
             for attempt in (0, 1):
                 connection = pool.take_idle() or await pool.acquire(
                     loop, max(deadline - time.perf_counter(), 0.001)
                 )
                 future = connection.send(payload, head_only)
-                timer = loop.call_later(max(deadline - time.perf_counter(), 0.0), _expire, future)
+                self._deadlines[future] = deadline
+                if self._sweeper is None:
+                    self._sweeper = loop.call_later(self._tick_s, self._sweep, loop)
                 try:
                     await future
                 except _ConnectionLost as exc:
@@ -370,7 +383,7 @@ class Upstream:
                     pool.release(connection)
                     raise
                 finally:
-                    timer.cancel()
+                    del self._deadlines[future]
                 status = connection.status
                 response_headers = connection.headers
                 chunks = connection.body
@@ -393,12 +406,23 @@ class Upstream:
                 CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error, received
             )
 
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the calls past their deadline with TimeoutError; look again in a tick while
+        any call waits."""
+        self._sweeper = None
+        now = time.perf_counter()
+        deadlines = self._deadlines
+        for future in [future for future, deadline in deadlines.items() if deadline <= now]:
+            if not future.done():
+                future.set_exception(TimeoutError())
+        if deadlines:
+            self._sweeper = loop.call_later(self._tick_s, self._sweep, loop)
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()
-
-
-def _expire(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
+        self._loop = None

@@ -18,6 +18,7 @@ from registry.services.gc import remove_abandoned_uploads
 from registry.storage.factory import open_store
 from shelf import migrate
 from shelf.app import create_app, create_health_app
+from shelf.heap import keep_freed_memory
 from shelf.http_limits import HeaderLimits
 from shelf.runner import Listener, run
 
@@ -100,6 +101,7 @@ def run_roles(
     listeners: list[Listener] = []
     jobs = []
     if api:
+        keep_freed_memory()  # uploads stream through this process (shelf/heap.py says why)
         store = open_store(settings)
         removed = remove_abandoned_uploads(store)
         if removed:

@@ -1,4 +1,4 @@
-"""The API process keeps freed memory in its heap (shelf/heap.py), on glibc."""
+"""Processes that move big files keep freed memory in their heap (registry/heap.py), on glibc."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 PROBE = textwrap.dedent(
     """
     import ctypes, json, sys
-    from shelf.heap import keep_freed_memory
+    from registry.heap import keep_freed_memory
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in (

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from registry.heap import keep_freed_memory
 from shelf import Client
 
 CHUNK = 1024 * 1024
@@ -311,6 +312,7 @@ def cpu_ratio(cpu: dict[str, list[dict[str, float]]], what: str, baseline: str) 
 
 
 def main() -> None:
+    keep_freed_memory()  # as `shelf register` and `shelf download` do (registry/heap.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=["local", "s3"], default="local")
     parser.add_argument("--size-mb", type=int, default=None, help="1024 local, 300 s3")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
@@ -122,6 +123,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._disarm_head_timer()
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        """uvicorn's ``on_body``, without copying a body piece that arrives while the previous
+        one has been taken already (nearly always, for an upload). uvicorn appends each piece
+        to a ``bytearray`` and ``receive()`` copies that into ``bytes`` again: two copies of
+        every uploaded byte, and two fresh buffers for every message. Kept as the ``bytes``
+        the parser made, the piece is handed on as it is (``bytes()`` of ``bytes`` is the
+        object itself); a piece arriving on top of one not yet taken is appended as before."""
+        cycle = self.cycle
+        if cycle.body or type(body) is not bytes or cycle.response_complete:
+            super().on_body(body)
+            return
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return
+        cycle.body = body  # type: ignore[assignment]  # receive() takes bytes(cycle.body)
+        if len(body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

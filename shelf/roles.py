@@ -14,6 +14,7 @@ from controller.reconciler.loop import Reconciler
 from registry.cli import output
 from registry.db.session import Database
 from registry.errors import InvalidInput
+from registry.heap import keep_freed_memory
 from registry.services.gc import remove_abandoned_uploads
 from registry.storage.factory import open_store
 from shelf import migrate
@@ -100,6 +101,7 @@ def run_roles(
     listeners: list[Listener] = []
     jobs = []
     if api:
+        keep_freed_memory()  # uploads stream through this process (registry/heap.py says why)
         store = open_store(settings)
         removed = remove_abandoned_uploads(store)
         if removed:

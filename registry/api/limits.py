@@ -10,7 +10,6 @@ sending in the middle of a body is dropped after ``body_idle_timeout_s``.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api.errors import error_body
+from registry.api.idle_watchdog import IdleWatchdog
 from registry.config import Settings
 from registry.errors import InvalidInput, PayloadTooLarge, RequestTimeout, ShelfError
 from registry.json_depth import exceeds_depth
@@ -72,14 +72,18 @@ class RequestLimits:
         if declared is not None and declared > cap:
             await _refuse(scope, receive, send, _too_large(cap, upload))
             return
-        if upload:
-            await self.app(scope, self._counted(receive, cap), send)
-            return
+        watchdog = IdleWatchdog(self.limits.idle_timeout_s)
         try:
-            body = await self._read_body(receive, cap)
-        except (PayloadTooLarge, RequestTimeout) as exc:
-            await _refuse(scope, receive, send, exc)
-            return
+            if upload:
+                await self.app(scope, _counted(watchdog, receive, cap), send)
+                return
+            try:
+                body = await _read_body(watchdog, receive, cap)
+            except (PayloadTooLarge, RequestTimeout) as exc:
+                await _refuse(scope, receive, send, exc)
+                return
+        finally:
+            watchdog.stop()
         if exceeds_depth(body, self.limits.max_json_depth):
             refused = InvalidInput(
                 f"the JSON body nests deeper than {self.limits.max_json_depth} levels "
@@ -90,39 +94,33 @@ class RequestLimits:
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _next(self, receive: Receive) -> Message:
-        try:
-            return await asyncio.wait_for(receive(), self.limits.idle_timeout_s)
-        except TimeoutError:
-            raise RequestTimeout(
-                f"no part of the request body arrived for {self.limits.idle_timeout_s:g} s"
-            ) from None
 
-    async def _read_body(self, receive: Receive, cap: int) -> bytes:
-        body = bytearray()
-        while True:
-            message = await self._next(receive)
-            if message["type"] != "http.request":
-                return bytes(body)
-            body += message.get("body", b"")
-            if len(body) > cap:
-                raise _too_large(cap, upload=False)
-            if not message.get("more_body", False):
-                return bytes(body)
+async def _read_body(watchdog: IdleWatchdog, receive: Receive, cap: int) -> bytes:
+    body = bytearray()
+    while True:
+        message = await watchdog.receive(receive)
+        if message["type"] != "http.request":
+            return bytes(body)
+        body += message.get("body", b"")
+        if len(body) > cap:
+            raise _too_large(cap, upload=False)
+        if not message.get("more_body", False):
+            return bytes(body)
 
-    def _counted(self, receive: Receive, cap: int) -> Receive:
-        received = 0
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await self._next(receive)
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > cap:
-                    raise _too_large(cap, upload=True)
-            return message
+def _counted(watchdog: IdleWatchdog, receive: Receive, cap: int) -> Receive:
+    received = 0
 
-        return counted
+    async def counted() -> Message:
+        nonlocal received
+        message = await watchdog.receive(receive)
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > cap:
+                raise _too_large(cap, upload=True)
+        return message
+
+    return counted
 
 
 def _too_large(cap: int, upload: bool) -> PayloadTooLarge:

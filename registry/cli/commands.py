@@ -18,6 +18,7 @@ from registry.cli.profile_commands import profile
 from registry.client.mlflow import MlflowSource
 from registry.client.registry import RegistryClient
 from registry.errors import InvalidInput
+from registry.heap import keep_freed_memory
 from registry.names import Reference
 from registry.profiles import parse_profile
 
@@ -98,6 +99,8 @@ def register(
 ) -> None:
     """Register PATH (a file or a directory) as the next version of model NAME."""
     import json
+
+    keep_freed_memory()
 
     profile = None
     if profile_path is not None:
@@ -214,6 +217,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 @click.pass_context
 def download(ctx: click.Context, ref: str, out_dir: Path, as_json: bool) -> None:
     """Download a version bit-exact; every file's size and sha256 are verified."""
+    keep_freed_memory()
     parsed = Reference.parse(ref)
     client = client_of(ctx)
     version = client.version(ref)
@@ -424,6 +428,7 @@ def import_mlflow(
 ) -> None:
     """Register MODEL_URI (models:/NAME/VERSION or models:/NAME@ALIAS) from MLflow: its
     artifacts and its lineage (run id, source, parameters and metrics as tags)."""
+    keep_freed_memory()
     source = MlflowSource(tracking_uri, mlflow_token, mlflow_username, mlflow_password)
     try:
         version = client_of(ctx).import_mlflow(

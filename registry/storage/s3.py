@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 import boto3
@@ -221,6 +221,15 @@ def _best_effort(call: Callable[[], object], key: str) -> None:
         log.warning("could not clean up the aborted upload to %s: %s", key, error)
 
 
+def _checksums_for(endpoint_url: str | None) -> Literal["when_supported", "when_required"]:
+    """Which requests botocore adds a CRC32 to. Over plain HTTP every request is signed with
+    the sha256 of its body (SigV4), and S3 refuses a body that does not match it: a CRC32 on
+    top checks nothing more and cost a tenth of the API's CPU during an upload. Over HTTPS the
+    body is not signed but streamed with a CRC32 trailer, the part's only checksum: keep it."""
+    plain_http = endpoint_url is not None and endpoint_url.lower().startswith("http://")
+    return "when_required" if plain_http else "when_supported"
+
+
 class S3Store:
     """``s3://bucket/prefix``; ``endpoint_url`` for MinIO and other S3-compatible servers."""
 
@@ -248,7 +257,9 @@ class S3Store:
         # Shared by every upload: each keeps at most ``upload_concurrency`` parts in flight.
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="shelf-s3-part")
         config = Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"}, max_pool_connections=48
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_pool_connections=48,
+            request_checksum_calculation=_checksums_for(endpoint_url),
         )
         self.client: S3Client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region, config=config

@@ -166,6 +166,37 @@ def test_a_stalled_body_is_dropped_after_the_idle_timeout(settings: ControllerSe
     assert wire.body["error"] == "request_timeout"
 
 
+def test_a_stalled_upload_is_dropped_and_leaves_nothing(settings: ControllerSettings) -> None:
+    app = create_app(settings)
+    data = b"s" * (2 * MB)
+    wire = Wire(iter([data[:MB]]), stall_after=1)
+    headers = {"authorization": f"Bearer {TOKEN}", "content-length": str(len(data))}
+    _call(app, "PUT", f"/v1/blobs/{sha(data)}", wire, headers)
+    assert wire.status == 408 and wire.body["error"] == "request_timeout"
+    store = app.state.shelf.store
+    assert list(store.list_blobs()) == []
+    if hasattr(store, "root"):
+        assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_a_slow_but_steady_upload_is_not_cut(settings: ControllerSettings) -> None:
+    """Each piece comes within the idle timeout, the whole takes several timeouts."""
+    app = create_app(settings)
+    data = b"t" * (2 * MB)
+    pieces = [data[i : i + 256 * 1024] for i in range(0, len(data), 256 * 1024)]
+
+    class SlowWire(Wire):
+        async def receive(self) -> dict[str, Any]:
+            await asyncio.sleep(0.15)
+            return await super().receive()
+
+    wire = SlowWire(iter(pieces))
+    headers = {"authorization": f"Bearer {TOKEN}", "content-length": str(len(data))}
+    _call(app, "PUT", f"/v1/blobs/{sha(data)}", wire, headers)
+    assert wire.status == 201, wire.body
+    assert list(app.state.shelf.store.list_blobs()) == [sha(data)]
+
+
 def test_deeply_nested_json_is_refused_at_the_edge(api: TestClient) -> None:
     digest = sha(b"weights")
     assert api.put(f"/v1/blobs/{digest}", content=b"weights").status_code == 201

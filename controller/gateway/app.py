@@ -58,7 +58,7 @@ from controller.gateway.routing import (
 )
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
-from controller.gateway.split import BUCKETS, mirrored, pick, unit_bucket
+from controller.gateway.split import draw, pick_at
 from controller.gateway.upstream import TIMEOUT, Upstream, UpstreamResponse, content_type
 from registry.auth import Authenticator
 from registry.config import Role
@@ -262,18 +262,18 @@ class GatewayApp:
         """The arm that answers; the routing key's unit bucket (the unit the variance follows;
         None: each request its own); whether a shadow copy goes to the challenger; whether the
         answer counts in the statistics."""
+        # One draw per request: the key's point routes it and decides its mirroring, and its
+        # unit bucket is the unit the variance follows.
+        point, unit = draw(route.model.encode(), key)
+        if route.rollout_id is None:
+            unit = None
         arm = route.champion
         if forced is not None:
             arm = forced
         elif route.ranges and not route.mirror:
-            position = pick(route.model.encode(), key, route.ranges)
+            position = pick_at(point, route.ranges)
             if position >= 0:
                 arm = route.challengers[position]
-        unit = (
-            unit_bucket(route.model.encode(), key)
-            if key is not None and route.rollout_id is not None
-            else None
-        )
         # A sampled shadow compares the arms on the mirrored requests only: the champion's
         # answers to the others are served and shown in the metrics, never judged.
         mirror = (
@@ -281,7 +281,7 @@ class GatewayApp:
             and route.mirror
             and route.challenger is not None
             and self.shadow is not None
-            and (route.mirror_bp >= BUCKETS or mirrored(route.model.encode(), key, route.mirror_bp))
+            and point < route.mirror_bp
         )
         return arm, unit, mirror, forced is None and (mirror or not route.mirror)
 

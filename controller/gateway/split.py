@@ -38,10 +38,24 @@ BUCKETS = 10_000
 _random = random.random
 
 
+def _digest(model: bytes, key: bytes) -> int:
+    return int.from_bytes(blake2b(model + b"\x00" + key, digest_size=8).digest(), "big")
+
+
 def bucket(model: bytes, key: bytes) -> int:
     """Stable bucket in [0, BUCKETS) of ``key`` for ``model`` (blake2b-64, mod 10000)."""
-    digest = blake2b(model + b"\x00" + key, digest_size=8).digest()
-    return int.from_bytes(digest, "big") % BUCKETS
+    return _digest(model, key) % BUCKETS
+
+
+def draw(model: bytes, key: bytes | None) -> tuple[int, int | None]:
+    """A request's point in [0, BUCKETS) and its key's unit bucket, from one digest: the
+    key's :func:`bucket` and :func:`unit_bucket`, or without a key a random point and None.
+    The gateway draws once per request and compares the point with every range it needs
+    (challengers' ranges, the mirrored share)."""
+    if key is None:
+        return int(_random() * BUCKETS), None
+    value = _digest(model, key)
+    return value % BUCKETS, (value >> 48) % UNIT_BUCKETS
 
 
 def goes_to_challenger(model: bytes, key: bytes | None, weight_bp: int) -> bool:
@@ -69,7 +83,11 @@ def pick(model: bytes, key: bytes | None, ranges: tuple[tuple[int, int], ...]) -
     position; -1 for the champion. Without a key the draw is random with the same shares."""
     if not ranges:
         return -1
-    point = int(_random() * BUCKETS) if key is None else bucket(model, key)
+    return pick_at(draw(model, key)[0], ranges)
+
+
+def pick_at(point: int, ranges: tuple[tuple[int, int], ...]) -> int:
+    """:func:`pick` for a point already drawn."""
     for position, (start, weight) in enumerate(ranges):
         if start <= point < start + weight:
             return position
@@ -80,5 +98,4 @@ def unit_bucket(model: bytes, key: bytes) -> int:
     """The key's variance unit bucket in [0, UNIT_BUCKETS): the top bits of the same digest
     whose value mod 10000 routes it (64-bit digest; the top 16 bits are nearly independent of
     the value mod 10000)."""
-    digest = blake2b(model + b"\x00" + key, digest_size=8).digest()
-    return (int.from_bytes(digest, "big") >> 48) % UNIT_BUCKETS
+    return (_digest(model, key) >> 48) % UNIT_BUCKETS

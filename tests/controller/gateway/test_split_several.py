@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.gateway.request_id import RequestIdSigner
-from controller.gateway.split import BUCKETS, goes_to_challenger, pick, slot_start
+from controller.gateway.split import (
+    BUCKETS,
+    bucket,
+    draw,
+    goes_to_challenger,
+    pick,
+    slot_start,
+    unit_bucket,
+)
 from controller.plans import RolloutPlan
 from controller.vocabulary import ARM_NAMES, MAX_CHALLENGERS
 
@@ -69,3 +77,10 @@ def test_request_ids_name_every_arm(index: int) -> None:
     token = signer.issue(7, 3, index, "fraud", 1_700_000_000)
     assert signer.verify(token).arm == ARM_NAMES[index]
     assert ARM_NAMES[:2] == ("champion", "challenger")  # one-challenger ids are unchanged
+
+
+@given(st.binary(min_size=1, max_size=32))
+def test_one_draw_gives_the_keys_routing_bucket_and_unit_bucket(key: bytes) -> None:
+    assert draw(b"fraud", key) == (bucket(b"fraud", key), unit_bucket(b"fraud", key))
+    point, unit = draw(b"fraud", None)
+    assert 0 <= point < BUCKETS and unit is None

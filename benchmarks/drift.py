@@ -1,10 +1,11 @@
 """The champion watch on simulated streams: false alarms, detection rate and delay.
 
 A champion serves ``RATE`` requests per one-minute block: five predicted classes, a confidence
-histogram, 0.5 % errors, 16 numeric inputs (summarised on one request in 16, as the gateway
-samples them), and labels for 80 % of requests, half of them late (1 to 10 blocks), a fifth
-never arriving. Its reference profile is built from 20,000 held-out rows of the same
-distribution. Scenarios:
+histogram, 0.5 % errors, 16 numeric inputs (summarised on at most ``SAMPLES_PER_S`` requests a
+second, as the gateway samples them), and labels for 80 % of requests, half of them late (1 to
+10 blocks, each counted with the block its request was served in, as the gateway's feedback
+intake does), a fifth never arriving. Its reference profile is built from 20,000 held-out rows
+of the same distribution. Scenarios:
 
 - ``a_no_change``: nothing changes; false alarms per million requests;
 - ``b_class_share``: one class's share grows by 3 points;
@@ -40,6 +41,7 @@ import argparse
 import json
 import math
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,19 +65,21 @@ from controller.stats.drift_targets import (
     group_shares,
     reference_targets,
 )
+from controller.stats.late_labels import fresh_window, label_counts, label_factors, window_step
 from controller.stats.sufficient import CONFIDENCE_BUCKETS, ArmStats
 
 RATE = 2000  # requests per block
 BLOCK_S = 60.0
 ALPHA_WEEK = 0.01
 INPUTS = 16
-SAMPLE_EVERY = 16
+SAMPLES_PER_S = 50.0  # the gateway's default input sample budget
 BASELINE_BLOCKS = 30  # the watch's first period (the policy's default, 30 minutes)
 WINDOW = 5  # naive window, in blocks (10,000 requests)
 HELD_OUT = 20_000
 LABELLED, LATE_SHARE, MAX_LATE = 0.8, 0.5, 10
 CLASSES = np.array([0.40, 0.25, 0.15, 0.12, 0.08])
 NAIVE_ALPHA = 0.05
+SAMPLED = int(min(RATE, SAMPLES_PER_S * BLOCK_S))  # requests whose inputs a block summarises
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ def reference(rng: np.random.Generator, world: World) -> tuple[dict[str, Any], n
 
 @dataclass
 class Block:
+    index: int
     stats: ArmStats
     inputs: np.ndarray  # the sampled raw inputs (for the naive KS tests)
 
@@ -123,10 +128,10 @@ class Block:
 class Stream:
     """Blocks of traffic with late and missing labels."""
 
-    def __init__(self, rng: np.random.Generator, blocks: int) -> None:
+    def __init__(self, rng: np.random.Generator) -> None:
         self.rng = rng
-        self.late_labels = np.zeros(blocks + MAX_LATE + 1)
-        self.late_correct = np.zeros(blocks + MAX_LATE + 1)
+        # arrival block -> served block -> [labels, correct]
+        self.pending: defaultdict[int, dict[int, list[int]]] = defaultdict(dict)
 
     def block(self, index: int, world: World) -> Block:
         rng = self.rng
@@ -141,14 +146,19 @@ class Stream:
         correct = int(rng.binomial(labelled, world.accuracy))
         late = int(rng.binomial(labelled, LATE_SHARE))
         late_correct = int(rng.hypergeometric(correct, labelled - correct, late)) if late else 0
-        delays = rng.integers(1, MAX_LATE + 1, size=late)
-        for delay in np.unique(delays):
-            share = int((delays == delay).sum())
-            self.late_labels[index + delay] += share
-            self.late_correct[index + delay] += late_correct * share / late
-        stats.labels = labelled - late + int(self.late_labels[index])
-        stats.correct = correct - late_correct + round(self.late_correct[index])
-        sampled = rng.normal(world.input_means, 1.0, size=(RATE // SAMPLE_EVERY, INPUTS))
+        for right, many in ((1, late_correct), (0, late - late_correct)):
+            delays, numbers = np.unique(
+                rng.integers(1, MAX_LATE + 1, size=many), return_counts=True
+            )
+            for delay, number in zip(delays, numbers, strict=True):
+                pair = self.pending[index + int(delay)].setdefault(index, [0, 0])
+                pair[0] += int(number)
+                pair[1] += int(number) * right
+        arrived = self.pending.pop(index, {})
+        stats.labels = labelled - late + sum(pair[0] for pair in arrived.values())
+        stats.correct = correct - late_correct + sum(pair[1] for pair in arrived.values())
+        stats.label_blocks = {str(served): list(pair) for served, pair in arrived.items()}
+        sampled = rng.normal(world.input_means, 1.0, size=(SAMPLED, INPUTS))
         stats.inputs = {
             f"x{i}": [
                 float(len(sampled)),
@@ -157,7 +167,7 @@ class Stream:
             ]
             for i in range(INPUTS)
         }
-        return Block(stats, sampled)
+        return Block(index, stats, sampled)
 
 
 class ShelfWatch:
@@ -170,6 +180,7 @@ class ShelfWatch:
         self.shares = group_shares(t.against for t in self.targets)
         self.thresholds: dict[str, float] = {}
         self.log_r: dict[str, list[float]] = {}
+        self.windows: dict[str, dict[str, Any]] = {}
         self._arm(self.targets)
         self.baseline: list[ArmStats] = []
 
@@ -188,15 +199,41 @@ class ShelfWatch:
                 self.targets = self.targets + added
         alarms = set()
         for target in self.targets:
-            observation = observe(target, block.stats)
-            if observation is None:
-                continue
-            log_r = sr_step(self.log_r[target.key], log_evalues(target, observation))
-            if mixture_statistic(log_r) >= self.thresholds[target.key]:
+            key = target.key
+            if target.check == "accuracy":  # as the watcher: late labels with their block
+                window = self.windows.get(key) or fresh_window(target.width)
+                self.windows[key], log_r = window_step(
+                    label_factors(target),
+                    window,
+                    block.index,
+                    label_counts(block.stats, block.index),
+                )
+            else:
+                observation = observe(target, block.stats)
+                if observation is None:
+                    continue
+                log_r = sr_step(self.log_r[key], log_evalues(target, observation))
+            if mixture_statistic(log_r) >= self.thresholds[key]:
                 alarms.add(target.check)
                 log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
-            self.log_r[target.key] = log_r
+                self.windows.pop(key, None)
+            self.log_r[key] = log_r
         return alarms
+
+
+def ks_pvalue(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov p-value of sorted samples: ``scipy.stats.ks_2samp``'s
+    statistic and its asymptotic p-value (what it uses for samples this large), without
+    sorting the held-out sample again for every window."""
+    if max(len(a), len(b)) <= 10_000:  # where scipy would compute the exact p-value
+        return float(scipy_stats.ks_2samp(a, b).pvalue)
+    statistic = 0.0
+    for points in (a, b):  # both empirical CDFs at every point (sorted queries: fast)
+        gap = np.searchsorted(a, points, side="right") / len(a)
+        gap -= np.searchsorted(b, points, side="right") / len(b)
+        statistic = max(statistic, float(np.abs(gap).max()))
+    effective = round(len(a) * len(b) / (len(a) + len(b)))
+    return float(scipy_stats.kstwo.sf(statistic, effective))
 
 
 class NaiveWindows:
@@ -204,7 +241,7 @@ class NaiveWindows:
 
     def __init__(self, profile: dict[str, Any], held_out_inputs: np.ndarray) -> None:
         self.profile = profile
-        self.held_out = held_out_inputs
+        self.held_out = np.sort(held_out_inputs, axis=0)  # sorted once, per input
         self.window: list[Block] = []
 
     def look(self, block: Block) -> set[str] | None:
@@ -238,7 +275,7 @@ class NaiveWindows:
         if (total.error_rate - p["error_rate"]) / se > scipy_stats.norm.ppf(1 - NAIVE_ALPHA):
             alarms.add("error_rate")
         for i in range(INPUTS):
-            if scipy_stats.ks_2samp(inputs[:, i], self.held_out[:, i]).pvalue < NAIVE_ALPHA:
+            if ks_pvalue(np.sort(inputs[:, i]), self.held_out[:, i]) < NAIVE_ALPHA:
                 alarms.add(f"input:x{i}")
         return alarms
 
@@ -256,6 +293,11 @@ class OracleWatch:
         self.base, self.changed, self.check = base, changed, check
         self.threshold = log_threshold(1.0, BLOCK_S, ALPHA_WEEK)
         self.log_r = LOG_R_FLOOR
+        self.window = fresh_window(1)
+        right = math.log(changed.accuracy / base.accuracy)
+        self.label_factors = np.array(
+            [[right], [math.log((1 - changed.accuracy) / (1 - base.accuracy))]]
+        )
 
     def log_lr(self, stats: ArmStats) -> float:
         base, changed = self.base, self.changed
@@ -275,9 +317,15 @@ class OracleWatch:
         return shift * (total - n * float(base.input_means[index])) - n * shift * shift / 2.0
 
     def look(self, block: Block) -> set[str]:
-        self.log_r = sr_step([self.log_r], [self.log_lr(block.stats)])[0]
+        if self.check == "accuracy":  # the same attribution of late labels as the watch
+            counts = label_counts(block.stats, block.index)
+            self.window, log_r = window_step(self.label_factors, self.window, block.index, counts)
+            self.log_r = log_r[0]
+        else:
+            self.log_r = sr_step([self.log_r], [self.log_lr(block.stats)])[0]
         if self.log_r >= self.threshold:
             self.log_r = LOG_R_FLOOR
+            self.window = fresh_window(1)
             return {self.check}
         return set()
 
@@ -319,7 +367,7 @@ def run(
     for _ in range(reps):
         base = World()
         profile, held_out = reference(rng, base)
-        stream = Stream(rng, blocks)
+        stream = Stream(rng)
         shelf, naive = ShelfWatch(profile), NaiveWindows(profile, held_out)
         oracle = (
             None

@@ -86,11 +86,12 @@ class ControllerSettings(Settings):
         description="Time block of a champion's statistics outside rollouts (gateway and "
         "champion watch must agree); the watch's false-alarm bound is per block",
     )
-    gateway_input_sample_every: int = Field(
-        default=16,
-        ge=1,
-        description="Champion watch: summarise the numeric OIP v2 inputs of one request in this "
-        "many (a bounded sample, so the request path stays cheap)",
+    gateway_input_samples_per_s: float = Field(
+        default=50.0,
+        gt=0,
+        description="Champion watch: summarise the numeric OIP v2 inputs of at most this many "
+        "requests a second per champion and gateway process (a body over 16 KiB counts as "
+        "several): every request of a quiet model, a bounded cost at any rate",
     )
     feedback_ttl_hours: float = Field(default=72.0, gt=0)
     replica_id: str | None = Field(default=None, description="Default: hostname-pid")

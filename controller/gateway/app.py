@@ -42,7 +42,7 @@ from controller.gateway.forced import (
     forced_arm,
     is_loopback,
 )
-from controller.gateway.inputs import input_summaries
+from controller.gateway.inputs import InputSampler, input_summaries
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.paths import UnsafePath, split_target
@@ -90,12 +90,16 @@ class GatewayApp:
             on_drop=self.metrics.stats_dropped.inc,
             champion_block_s=settings.champion_block_s,
         )
-        self._input_tick = 0
+        self._input_sampler = InputSampler(settings.gateway_input_samples_per_s)
         self.routes = RoutingTableSource(
             database, settings.gateway_refresh_interval_s, on_change=self._routes_changed
         )
         self.feedback = FeedbackIntake(
-            self.signer, database, self.recorder, settings.feedback_ttl_hours
+            self.signer,
+            database,
+            self.recorder,
+            settings.feedback_ttl_hours,
+            settings.champion_block_s,
         )
         self.max_body = settings.max_request_body_mb * 1024 * 1024
         # Only ``GET /v1/routes`` and forced arms read tokens: the data plane itself trusts no
@@ -359,11 +363,9 @@ class GatewayApp:
         stats = self.recorder.arm(stats_key)
         predicted, confidence = prediction
         stats.record_response(result.outcome, result.latency_s, predicted, confidence, unit)
-        if stats_key[0] is None and body:  # the champion outside rollouts: its inputs too
-            self._input_tick += 1
-            if self._input_tick >= self.settings.gateway_input_sample_every:
-                self._input_tick = 0
-                stats.record_inputs(input_summaries(body))
+        # the champion outside rollouts: a sample of its inputs too
+        if stats_key[0] is None and body and self._input_sampler.take(stats_key, len(body)):
+            stats.record_inputs(input_summaries(body))
 
     def _retry_on_champion(self, result: UpstreamResponse, method: str) -> bool:
         """Whether a challenger's failure is retried on the champion: a failure before any

@@ -11,7 +11,9 @@ predicted; ``{"request_id": …, "value": <float>}`` records a numeric reward. O
 ``FeedbackReceipt`` row per request id makes a second submission a 409 (its primary key is the
 id's canonical spelling, ``RequestId.receipt_key``, never the string as submitted, and two
 replicas racing on the same id cannot both win). The statistics themselves
-go into the arm's in-memory accumulator and are flushed with everything else.
+go into the arm's in-memory accumulator and are flushed with everything else. A champion's
+label outside rollouts also carries the time block its request was served in (from the id's
+issue time), for the champion watch.
 """
 
 from __future__ import annotations
@@ -48,12 +50,18 @@ def _accepted(reason: str) -> FeedbackResult:
 
 class FeedbackIntake:
     def __init__(
-        self, signer: RequestIdSigner, database: Database, recorder: Recorder, ttl_hours: float
+        self,
+        signer: RequestIdSigner,
+        database: Database,
+        recorder: Recorder,
+        ttl_hours: float,
+        champion_block_s: float,
     ) -> None:
         self._signer = signer
         self._database = database
         self._recorder = recorder
         self._ttl_s = ttl_hours * 3600.0
+        self._champion_block_s = champion_block_s
 
     async def submit(self, body: bytes) -> FeedbackResult:
         try:
@@ -104,7 +112,10 @@ class FeedbackIntake:
             return _accepted(f"the {gone} no longer exists")
         stats = self._recorder.arm((request.rollout_id, model_id, request.version_id, request.arm))
         if correct is not None:
-            stats.record_label(correct)
+            served = None  # the champion watch judges a label with its request's time block
+            if request.rollout_id is None:
+                served = int(request.issued_at // self._champion_block_s)
+            stats.record_label(correct, served)
         else:
             assert isinstance(value, int | float)
             stats.record_reward(float(value))

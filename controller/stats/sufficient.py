@@ -85,6 +85,14 @@ def _add_inputs(a: Mapping[str, list[float]], b: Mapping[str, list[float]]) -> I
     return merged
 
 
+def _add_pairs(a: Mapping[str, list[int]], b: Mapping[str, list[int]]) -> dict[str, list[int]]:
+    out = {k: list(v) for k, v in a.items()}
+    for k, v in b.items():
+        mine = out.get(k)
+        out[k] = list(v) if mine is None else [mine[0] + v[0], mine[1] + v[1]]
+    return out
+
+
 def _units_json(units: list[float] | None) -> dict[str, list[float]]:
     if units is None:
         return {}
@@ -136,7 +144,10 @@ class ArmStats:
     - ``predicted``: predicted-class counts; ``confidence``: histogram of top-class confidence
       over [0, 1] in CONFIDENCE_BUCKETS equal bins.
     - Delayed ground truth: ``labels``/``correct`` for a binary correctness label,
-      ``rewards``/``reward_sum``/``reward_sumsq`` for a numeric outcome.
+      ``rewards``/``reward_sum``/``reward_sumsq`` for a numeric outcome. For the champion
+      outside rollouts ``label_blocks`` also counts them by the time block their request was
+      *served* in (``{block: [labels, correct]}``; a subset of ``labels``/``correct``), so the
+      watch can judge a late label with the traffic it belongs to.
     - Shadow mode: ``compared``/``agreed`` between this arm's prediction and the champion's.
     - ``inputs``: per numeric input name, ``[n, sum, sum of squares]`` of its values on a
       bounded sample of requests (the champion watch's input drift checks).
@@ -165,6 +176,7 @@ class ArmStats:
     agreed: int = 0
     units: list[float] | None = None
     inputs: dict[str, list[float]] = field(default_factory=dict)
+    label_blocks: dict[str, list[int]] = field(default_factory=dict)
 
     # -- recording (the gateway's hot path: no allocation beyond dict growth) -------------
 
@@ -225,9 +237,15 @@ class ArmStats:
         index = int(min(max(confidence, 0.0), 1.0) * CONFIDENCE_BUCKETS)
         self.confidence_counts[min(index, CONFIDENCE_BUCKETS - 1)] += 1
 
-    def record_label(self, correct: bool) -> None:
+    def record_label(self, correct: bool, served_block: int | None = None) -> None:
         self.labels += 1
         self.correct += int(correct)
+        if served_block is not None:
+            counts = self.label_blocks.get(str(served_block))
+            if counts is None:
+                counts = self.label_blocks[str(served_block)] = [0, 0]
+            counts[0] += 1
+            counts[1] += int(correct)
 
     def record_reward(self, value: float) -> None:
         self.rewards += 1
@@ -273,6 +291,7 @@ class ArmStats:
             agreed=self.agreed + other.agreed,
             units=_add_units(self.units, other.units),
             inputs=_add_inputs(self.inputs, other.inputs),
+            label_blocks=_add_pairs(self.label_blocks, other.label_blocks),
         )
 
     @classmethod
@@ -310,6 +329,11 @@ class ArmStats:
             "agreed": self.agreed,
             "units": _units_json(self.units),
             **({"inputs": {k: list(v) for k, v in self.inputs.items()}} if self.inputs else {}),
+            **(
+                {"label_blocks": {k: list(v) for k, v in self.label_blocks.items()}}
+                if self.label_blocks
+                else {}
+            ),
         }
 
     @classmethod
@@ -335,6 +359,10 @@ class ArmStats:
             agreed=int(data.get("agreed", 0)),
             units=_units(data.get("units", {})),
             inputs={str(k): [float(x) for x in v][:3] for k, v in data.get("inputs", {}).items()},
+            label_blocks={
+                str(int(k)): [int(x) for x in v][:2]
+                for k, v in data.get("label_blocks", {}).items()
+            },
         )
 
     # -- summaries -------------------------------------------------------------------------

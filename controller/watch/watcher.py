@@ -41,6 +41,12 @@ from controller.stats.drift_targets import (
     target_json,
     target_of,
 )
+from controller.stats.late_labels import (
+    fresh_window,
+    label_counts,
+    label_factors,
+    window_step,
+)
 from controller.stats.sufficient import ArmStats
 from controller.stats.watch_report import Status, WatchCheck, WatchReport
 from controller.tables import ArmStatsDelta, ChampionObservation, ChampionWatch
@@ -214,15 +220,22 @@ class ChampionLook:
             else:
                 self._finish_baseline(state)
         statistics: dict[str, float] = {}
+        windows = state.setdefault("label_windows", {})
         for target in [target_of(t) for t in state["targets"]]:
             observation = observe(target, stats)
-            if observation is None:
-                continue
             key = target.key
-            log_r = sr_step(state["log_r"][key], log_evalues(target, observation))
-            n, total = state["totals"].get(key, (0.0, 0.0))
-            mean = observation.observed_mean or 0.0
-            state["totals"][key] = (n + observation.n, total + mean * observation.n)
+            if target.check == "accuracy":  # late labels are judged with their own block
+                window = windows.get(key) or fresh_window(target.width, state["log_r"][key])
+                counts = label_counts(stats, block)
+                windows[key], log_r = window_step(label_factors(target), window, block, counts)
+            elif observation is None:
+                continue
+            else:
+                log_r = sr_step(state["log_r"][key], log_evalues(target, observation))
+            if observation is not None:
+                n, total = state["totals"].get(key, (0.0, 0.0))
+                mean = observation.observed_mean or 0.0
+                state["totals"][key] = (n + observation.n, total + mean * observation.n)
             statistic = mixture_statistic(log_r)
             statistics[key] = statistic
             if statistic >= self.threshold(state, key):
@@ -232,6 +245,8 @@ class ChampionLook:
                 state["alarms"][key] = alarm
                 self.new_alarms.append(key)
                 log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
+                if key in windows:
+                    windows[key] = fresh_window(target.width)
             state["log_r"][key] = log_r
         row.next_block = block + 1
         self.session.add(
@@ -260,6 +275,8 @@ class ChampionLook:
         kept = [t for t in state["targets"] if t["against"] != "previous"]
         if len(kept) != len(state["targets"]):
             state["targets"] = kept
+            windows = state.get("label_windows", {})
+            state["label_windows"] = {k: v for k, v in windows.items() if "@previous" not in k}
 
     def threshold(self, state: dict[str, Any], key: str) -> float:
         """``log A`` of one check, from its share of the policy's weekly budget."""

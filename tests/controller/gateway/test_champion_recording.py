@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from controller.config import ControllerSettings
-from controller.gateway.inputs import MAX_VALUES, input_summaries
+from controller.gateway.inputs import MAX_VALUES, InputSampler, input_summaries
 from controller.gateway.recorder import Recorder
 from controller.stats.sufficient import ArmStats
 from controller.tables import ArmStatsDelta
@@ -60,13 +60,33 @@ def test_input_summaries_read_numeric_oip_inputs_only_and_are_bounded() -> None:
     assert back.inputs["x"] == [4.0, 10.0, 30.0]
 
 
+def test_input_sampler_reads_every_request_under_its_budget_and_a_bounded_number_above() -> None:
+    now = [0.0]
+    sampler = InputSampler(10.0, clock=lambda: now[0])
+    quiet = []
+    for _ in range(50):  # 5 a second: all of them
+        now[0] += 0.2
+        quiet.append(sampler.take("quiet", 500))
+    assert all(quiet)
+    busy = 0
+    for _ in range(1000):  # 100 a second for 10 s: the one-second burst, then 10 a second
+        now[0] += 0.01
+        busy += sampler.take("busy", 500)
+    assert 100 <= busy <= 111
+    big = 64 * 1024  # a body worth 4 samples
+    assert sampler.take("big", big) and sampler.take("big", big)  # 10 -> 6 -> 2 tokens
+    assert not sampler.take("big", big)
+    now[0] += 0.25
+    assert sampler.take("big", big)  # refilled to 4.5
+
+
 @pytest.mark.e2e
 def test_gateway_records_the_champion_without_a_rollout(
     backend_settings: ControllerSettings, database: Database
 ) -> None:
     with model_server(version_name="v1", accuracy=1.0) as server:
         (version_id,) = register(database, "alone", server.url)
-        settings = gateway_settings(backend_settings, gateway_input_sample_every=2)
+        settings = gateway_settings(backend_settings, gateway_input_samples_per_s=1000.0)
         with running_gateway(settings, database) as gateway:
             gateway.wait_for(lambda r: "alone" in r)
             with httpx.Client(base_url=gateway.url) as client:
@@ -93,9 +113,13 @@ def test_gateway_records_the_champion_without_a_rollout(
                     break
                 time.sleep(0.1)
     assert (total.requests, total.labels, total.correct) == (20, 10, 10)
+    # each label also counted with the block its request was served in (the watch's attribution)
+    served = {int(block) for block in total.label_blocks}
+    assert served <= {int(time.time() // 60) - 1, int(time.time() // 60)}
+    assert [sum(c[i] for c in total.label_blocks.values()) for i in (0, 1)] == [10, 10]
     assert {(r.rollout_id, r.version_id, r.arm, r.stratum_step) for r in rows} == {
         (None, version_id, "champion", CHAMPION_STEP)
     }
-    assert total.inputs["x"][0] == 20.0  # 10 sampled requests, two values each
+    assert total.inputs["x"][0] == 40.0  # under the budget every request is read: two values each
     with database.session() as session:
         session.execute(delete(ArmStatsDelta))

@@ -61,7 +61,7 @@ def _update_all(hasher: Hash, chunks: Sequence[bytes]) -> None:
 IOV_MAX = 1024  # the most buffers one writev takes (POSIX guarantees at least 16; Linux 1024)
 
 
-def write_fully(fd: int, chunks: Sequence[bytes]) -> None:
+def write_fully(fd: int, chunks: Sequence[bytes | memoryview]) -> None:
     """``os.writev`` until every byte is written: no buffer, no join, one call per batch."""
     pending = deque(memoryview(chunk) for chunk in chunks if chunk)
     while pending:

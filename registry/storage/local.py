@@ -31,7 +31,7 @@ from registry.storage.base import (
     hash_all_while,
     promised,
 )
-from registry.storage.direct_io import DirectWriter
+from registry.storage.direct_io import DirectWriter, read_chunks
 
 
 class LocalBlobWriter:
@@ -180,10 +180,10 @@ class LocalStore:
     def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         path = self._path(digest)
         try:
-            handle = path.open("rb")
+            chunks = read_chunks(path, chunk_size)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is missing from the artifact store") from None
-        return read_verified(digest, _chunks(handle, chunk_size), self.uri)
+        return read_verified(digest, chunks, self.uri)
 
     def delete_blob(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -233,9 +233,3 @@ class LocalStore:
     def check(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK):
             raise OSError(f"artifact folder {self.root} is missing or not writable")
-
-
-def _chunks(handle: object, chunk_size: int) -> Iterator[bytes]:
-    with handle as file:  # type: ignore[attr-defined]
-        while chunk := file.read(chunk_size):
-            yield chunk

@@ -118,3 +118,42 @@ def test_buffers_are_reused(tmp_path: Path) -> None:
     buffers.give(first)
     buffers.give(extra)  # beyond ``keep``: closed, not kept
     assert extra.closed
+
+
+def _direct_file(path: Path, data: bytes) -> None:
+    """``data`` written around the page cache where possible (so reads may not find it there)."""
+    _write(path, data, 1 << 20, None)
+
+
+@pytest.mark.parametrize("size", [0, 1, BLOCK, BLOCK + 1, 2 * BLOCK + 4097])
+@pytest.mark.parametrize("chunk", [1 << 20, 3 * 1024 * 1024 + 1])
+def test_read_chunks_gives_back_exactly_the_file(tmp_path: Path, size: int, chunk: int) -> None:
+    data = os.urandom(size)
+    _direct_file(tmp_path / "blob", data)
+    chunks = list(direct_io.read_chunks(tmp_path / "blob", chunk))
+    assert all(0 < len(c) <= chunk for c in chunks)
+    assert b"".join(chunks) == data
+    assert b"".join(direct_io.read_chunks(tmp_path / "blob", chunk)) == data  # now cached
+
+
+def test_read_chunks_through_the_page_cache_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(BLOCK + 99)
+    (tmp_path / "blob").write_bytes(data)
+    monkeypatch.setattr(direct_io, "O_DIRECT", 0)
+    assert b"".join(direct_io.read_chunks(tmp_path / "blob", 1 << 20)) == data
+
+
+def test_a_missing_file_is_reported_before_the_first_chunk(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        direct_io.read_chunks(tmp_path / "absent", 1 << 20)
+
+
+def test_a_read_stopped_early_gives_its_buffers_back(tmp_path: Path) -> None:
+    _direct_file(tmp_path / "blob", os.urandom(3 * BLOCK))
+    chunks = direct_io.read_chunks(tmp_path / "blob", 1 << 20)
+    next(iter(chunks))
+    free_before = len(direct_io._BUFFERS._free)
+    chunks.close()  # type: ignore[attr-defined]
+    assert len(direct_io._BUFFERS._free) == min(8, free_before + 2)  # kept, up to 8

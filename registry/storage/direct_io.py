@@ -28,8 +28,6 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from registry.storage.base import write_fully
-
 try:
     import fcntl
 except ImportError:  # Windows
@@ -67,6 +65,13 @@ class AlignedBuffers:
 _BUFFERS = AlignedBuffers(BLOCK, keep=8)
 
 
+def _write_plainly(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until every byte is written (through the page cache once O_DIRECT is off)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def _set_direct(fd: int, on: bool) -> bool:
     """Turn ``O_DIRECT`` on or off for ``fd``; whether that worked."""
     if not O_DIRECT or fcntl is None:
@@ -101,7 +106,7 @@ class DirectWriter:
 
     def write(self, data: bytes | memoryview) -> None:
         if not self._direct:
-            write_fully(self._fd, (data,))
+            _write_plainly(self._fd, data)
             return
         if self._view is None:
             self._buffer = _BUFFERS.take()
@@ -115,7 +120,7 @@ class DirectWriter:
             if self._filled == BLOCK:
                 self._write_block()
                 if not self._direct:  # fell back: the rest goes through the page cache
-                    write_fully(self._fd, (piece,))
+                    _write_plainly(self._fd, piece)
                     return
 
     def write_many(self, chunks: Sequence[bytes]) -> None:
@@ -133,7 +138,7 @@ class DirectWriter:
         if written < BLOCK:
             self._direct = False
             _set_direct(self._fd, False)
-            write_fully(self._fd, (self._view[written:],))
+            _write_plainly(self._fd, self._view[written:])
         self._filled = 0
 
     def finish(self) -> None:
@@ -142,7 +147,7 @@ class DirectWriter:
             assert self._view is not None
             _set_direct(self._fd, False)
             self._direct = False
-            write_fully(self._fd, (self._view[: self._filled],))
+            _write_plainly(self._fd, self._view[: self._filled])
             self._filled = 0
         self.release()
 
@@ -160,13 +165,14 @@ RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
 
 
 class _BlockReader:
-    """Reads block-aligned blocks of one file: through the page cache when it holds the file
-    (a blob read again soon after), else with ``O_DIRECT`` (a blob written around the page
-    cache, or read long after). Either way the bytes are the file's: the kernel keeps direct
-    reads coherent with the page cache; only the speed depends on the guess."""
+    """Reads block-aligned blocks of one file: through the page cache when it holds the file's
+    first page (a blob read again soon after), else with ``O_DIRECT`` (a blob written around
+    the page cache, or read long after). Either way the bytes are the file's: the kernel keeps
+    direct reads coherent with the page cache; only the speed depends on the guess."""
 
     def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
+        self._file = path.open("rb", buffering=0)
+        self._fd = self._file.fileno()
         self._direct_fd: int | None = None
         if O_DIRECT and not self._first_page_cached():
             with contextlib.suppress(OSError):  # O_DIRECT refused: read through the page cache
@@ -175,7 +181,7 @@ class _BlockReader:
     def _first_page_cached(self) -> bool:
         """Whether the page cache holds the file's first page, asked without reading the disk
         (``RWF_NOWAIT``; a probe that cannot tell says yes, keeping the page cache)."""
-        if not RWF_NOWAIT:
+        if not RWF_NOWAIT or not hasattr(os, "preadv"):
             return True
         try:
             return os.preadv(self._fd, [bytearray(1)], 0, RWF_NOWAIT) >= 0
@@ -195,9 +201,10 @@ class _BlockReader:
                     raise
                 os.close(self._direct_fd)  # refused after all: the page cache from here on
                 self._direct_fd = None
+        self._file.seek(offset + done)
         while done < len(view):
-            got = os.preadv(self._fd, [view[done:]], offset + done)
-            if got == 0:
+            got = self._file.readinto(view[done:])
+            if not got:
                 break
             done += got
         return done
@@ -214,15 +221,15 @@ class _BlockReader:
         return done
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._file.close()
         if self._direct_fd is not None:
             os.close(self._direct_fd)
 
 
 def read_chunks(path: Path, chunk_size: int) -> Iterator[bytes]:
     """The file's bytes in chunks of ``chunk_size``, each block read on a worker thread while
-    the caller handles the chunks of the one before (hashing, sending). A block missing from
-    the page cache is read with ``O_DIRECT`` into a reused buffer instead of into fresh
+    the caller handles the chunks of the one before (hashing, sending). A file the page cache
+    does not hold is read with ``O_DIRECT`` into reused buffers instead of into fresh
     page-cache pages. Raises ``FileNotFoundError`` at once if ``path`` does not exist."""
     os.stat(path)
     return _read_ahead(path, chunk_size)

@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from registry.client.http import Connection
-from registry.errors import IntegrityError, InvalidInput
+from registry.errors import IntegrityError, InvalidInput, ShelfError
 from registry.names import check_manifest_path
 from registry.storage.base import hash_while
 from registry.storage.direct_io import DirectWriter
@@ -171,6 +171,8 @@ def _send_while_hashing(
                     missing = client.post("/v1/blobs/missing", {"digests": [done.result()]})
                     if not missing["missing"]:
                         stored.set()
+            except (httpx.HTTPError, ShelfError):
+                pass  # only a shortcut: without an answer the upload just goes on
             finally:
                 checked.set()
 

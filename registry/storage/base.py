@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,20 +53,6 @@ def hash_all_while(
 def _update_all(hasher: Hash, chunks: Sequence[bytes]) -> None:
     for chunk in chunks:
         hasher.update(chunk)
-
-
-IOV_MAX = 1024  # the most buffers one writev takes (POSIX guarantees at least 16; Linux 1024)
-
-
-def write_fully(fd: int, chunks: Sequence[bytes]) -> None:
-    """``os.writev`` until every byte is written: no buffer, no join, one call per batch."""
-    pending = deque(memoryview(chunk) for chunk in chunks if chunk)
-    while pending:
-        done = os.writev(fd, list(itertools.islice(pending, IOV_MAX)))
-        while done and done >= len(pending[0]):
-            done -= len(pending.popleft())
-        if done:
-            pending[0] = pending[0][done:]
 
 
 def promised(opened_with: str | None, at_commit: str | None) -> str:

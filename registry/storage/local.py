@@ -30,19 +30,21 @@ from registry.storage.base import (
     blob_key,
     hash_all_while,
     promised,
-    write_fully,
 )
+from registry.storage.direct_io import DirectWriter, read_chunks
 
 
 class LocalBlobWriter:
     """Streams into ``<root>/tmp/<random>``; ``commit`` renames it to its content address, so a
-    reader never sees a partial or unverified blob."""
+    reader never sees a partial or unverified blob. Bytes are hashed on a worker thread while
+    this one writes them around the page cache (``direct_io``)."""
 
     def __init__(self, root: Path, digest: str | None, size: int | None) -> None:
         self._root = root
         self._digest = digest
         self._size = size
         self._tmp, self._file = _locked_temp_file(root / TMP_DIR)
+        self._out = DirectWriter(self._file.fileno(), size)
         self._hash = hashlib.sha256()
         self._written = 0
 
@@ -50,16 +52,14 @@ class LocalBlobWriter:
         self.write_many((chunk,))
 
     def write_many(self, chunks: Sequence[bytes]) -> None:
-        hash_all_while(self._hash, chunks, self._write_fully)
+        hash_all_while(self._hash, chunks, self._out.write_many)
         self._written += sum(map(len, chunks))
-
-    def _write_fully(self, chunks: Sequence[bytes]) -> None:
-        write_fully(self._file.fileno(), chunks)
 
     def commit(self, digest: str | None = None) -> int:
         try:
             digest = promised(self._digest, digest)
             verify(digest, self._size, self._hash.hexdigest(), self._written)
+            self._out.finish()
             os.fsync(self._file.fileno())
             self._file.close()
             final = self._root / blob_key(digest)
@@ -71,6 +71,7 @@ class LocalBlobWriter:
         return self._written
 
     def abort(self) -> None:
+        self._out.release()
         self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
@@ -179,10 +180,10 @@ class LocalStore:
     def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         path = self._path(digest)
         try:
-            handle = path.open("rb")
+            chunks = read_chunks(path, chunk_size)
         except FileNotFoundError:
             raise NotFound(f"blob {digest} is missing from the artifact store") from None
-        return read_verified(digest, _chunks(handle, chunk_size), self.uri)
+        return read_verified(digest, chunks, self.uri)
 
     def delete_blob(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -232,9 +233,3 @@ class LocalStore:
     def check(self) -> None:
         if not self.root.is_dir() or not os.access(self.root, os.W_OK):
             raise OSError(f"artifact folder {self.root} is missing or not writable")
-
-
-def _chunks(handle: object, chunk_size: int) -> Iterator[bytes]:
-    with handle as file:  # type: ignore[attr-defined]
-        while chunk := file.read(chunk_size):
-            yield chunk

@@ -33,11 +33,12 @@ def _partial_upload(url: str, sent: threading.Event) -> None:
     data = b"k" * (64 * MB)
 
     def body() -> Iterator[bytes]:
-        for start in range(0, 8 * MB, MB):
+        # Enough for the store to have written whole 8 MiB blocks (registry/storage/direct_io)
+        for start in range(0, 24 * MB, MB):
             yield data[start : start + MB]
         sent.set()
         time.sleep(60)  # the server dies meanwhile
-        yield data[8 * MB :]
+        yield data[24 * MB :]
 
     digest = hashlib.sha256(data).hexdigest()
     headers = {"Content-Length": str(len(data))}

@@ -71,3 +71,33 @@ def test_download_stops_as_soon_as_an_entry_exceeds_its_declared_size(tmp_path: 
         download_version(_connection(http), "m", 1, [entry], out, False)
     assert sent <= 5 * 1024 * 1024
     assert list(out.iterdir()) == []
+
+
+def test_a_failed_already_stored_check_does_not_stop_the_upload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The check sent once the hash is known is a shortcut: a connection reset on it (a stale
+    keep-alive connection) leaves the upload to go on, and nothing is logged as a failure."""
+    from registry.client import transfer
+
+    data = b"model weights" * 1000
+    received: list[bytes] = []
+
+    class Registry:
+        def post(self, path: str, body: object) -> object:
+            raise httpx.ReadError("Connection reset by peer")
+
+        def upload_blob_digest_last(self, size: int, chunks: Iterator[bytes]) -> object:
+            received.append(b"".join(chunks))
+            return {}
+
+    (tmp_path / "weights.bin").write_bytes(data)
+    entry, sent = transfer._send_while_hashing(
+        Registry(),  # type: ignore[arg-type]
+        "weights.bin",
+        tmp_path / "weights.bin",
+        lambda n: None,
+    )
+    assert sent == len(data) and entry.digest == sha(data)
+    assert received == [data + sha(data).encode()]
+    assert "exception calling callback" not in caplog.text

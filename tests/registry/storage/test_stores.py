@@ -10,6 +10,7 @@ import pytest
 from registry.config import Settings
 from registry.errors import IntegrityError, NotFound
 from registry.storage.base import ArtifactStore, blob_key
+from registry.storage.direct_io import BLOCK
 from registry.storage.factory import open_store
 from registry.storage.s3 import S3Store
 
@@ -35,6 +36,14 @@ def test_round_trip_is_bit_exact(store: ArtifactStore) -> None:
     assert store.blob_size(digest) == len(data)
     assert b"".join(store.read_blob(digest, chunk_size=65536)) == data
     assert list(store.list_blobs()) == [digest]
+
+
+def test_a_blob_of_several_direct_blocks_round_trips(store: ArtifactStore) -> None:
+    """Bigger than the local store's O_DIRECT block, in pieces that straddle its blocks."""
+    data = os.urandom(2 * BLOCK + 4097)
+    digest = _put(store, data, chunk=3 * 1024 * 1024 + 1)
+    assert store.blob_size(digest) == len(data)
+    assert b"".join(store.read_blob(digest)) == data
 
 
 def test_empty_blob(store: ArtifactStore) -> None:

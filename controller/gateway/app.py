@@ -538,6 +538,7 @@ class GatewayApp:
         del flush_task
         self._tasks = []
         await self.recorder.final_flush()
+        self.routes.close()
         if self.upstream is not None:
             await self.upstream.close()
 

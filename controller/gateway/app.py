@@ -578,7 +578,7 @@ class GatewayApp:
             self._tasks.append(asyncio.create_task(self.routes.listen(stop), name="listen"))
 
     async def shutdown(self) -> None:
-        """Let in-flight requests finish, stop the shadow workers, flush the statistics."""
+        """Let in-flight requests finish, then queued shadow copies, flush the statistics."""
         deadline = time.monotonic() + DRAIN_S
         while self.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

@@ -1,6 +1,6 @@
 """The gateway's own HTTP/1.1 server: an ``asyncio.Protocol`` on the ``httptools`` parser that
-hands a proxied request straight to :meth:`GatewayApp.proxy` and writes its answer as one
-``bytes``.
+hands a proxied request straight to :meth:`GatewayApp.answer` and writes the answer it calls
+back with as one ``bytes``.
 
 Why not uvicorn: with the gateway's proxy path made lean, profiling it under wrk (py-spy,
 concurrency 16) put most of what remained in uvicorn's per-request machinery: an ASGI scope

@@ -1,6 +1,6 @@
 """The gateway's own HTTP/1.1 server: an ``asyncio.Protocol`` on the ``httptools`` parser that
-hands a proxied request straight to :meth:`GatewayApp.proxy` and writes its answer as one
-``bytes``.
+hands a proxied request straight to :meth:`GatewayApp.answer` and writes the answer it calls
+back with as one ``bytes``.
 
 Why not uvicorn: with the gateway's proxy path made lean, profiling it under wrk (py-spy,
 concurrency 16) put most of what remained in uvicorn's per-request machinery: an ASGI scope
@@ -38,6 +38,7 @@ import httptools
 
 from controller.gateway.app import GatewayApp
 from controller.gateway.asgi import Headers, Message, Reply
+from controller.gateway.shadow import ShadowCopy
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,10 @@ class GatewayProtocol(asyncio.Protocol):
         # the requests parsed and not answered yet, the first being answered when ``_busy``
         self._pending: deque[_Request] = deque()
         self._busy = False
-        self._worker: asyncio.Task[None] | None = None  # answers the requests, see ``_work``
-        self._parked: asyncio.Future[None] | None = None  # the worker waits on it when idle
-        self._lost = False
+        self._answering: _Request | None = None  # the request whose answer is awaited
+        self._in_next = False  # ``_next`` is running: a nested call leaves the work to it
+        self._own: asyncio.Task[None] | None = None  # an own endpoint's answer, through ASGI
+        self._on_answer = self._answered
         self._reading_paused = False
         self._writing_paused = False
         self._close_when_done = False
@@ -139,12 +141,6 @@ class GatewayProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self._pending.clear()
-        self._lost = True
-        parked = self._parked  # a parked worker wakes up and ends
-        if parked is not None:
-            self._parked = None
-            if not parked.done():
-                parked.set_result(None)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -268,18 +264,21 @@ class GatewayProtocol(asyncio.Protocol):
     # -- answering -------------------------------------------------------------------------
 
     def _next(self) -> None:
-        """Let the connection's worker take the next request: wake it if it is parked, start
-        it on the first request. One task per connection rather than one per request (a task
-        costs several times what waking a parked one does)."""
-        if self._busy:
-            return
-        parked = self._parked
-        if parked is not None:
-            self._parked = None
-            if not parked.done():
-                parked.set_result(None)
-        elif self._worker is None:
-            self._worker = self.loop.create_task(self._work())
+        """Answer the requests waiting, in order, one at a time: each is handed to the app with
+        a callback (:meth:`_answered`), which writes its answer and comes back here for the
+        next. No task per request or per connection: the app answers from its upstream's
+        parser callback (a task wake-up per request was measurable, profiled)."""
+        if self._busy or self._in_next:
+            return  # the answer in progress, or the loop below, takes the next request
+        self._in_next = True
+        try:
+            while not self._busy:
+                request = self._take()
+                if request is None:
+                    return
+                self._start(request)  # may be answered at once: then the loop goes on
+        finally:
+            self._in_next = False
 
     def _take(self) -> _Request | None:
         """The next request to answer, if one can be answered now (then ``_busy``)."""
@@ -307,45 +306,51 @@ class GatewayProtocol(asyncio.Protocol):
         self._busy = True
         return request
 
-    async def _work(self) -> None:
-        """Answers this connection's requests one at a time, in order; parks in between."""
-        while True:
-            request = self._take()
-            if request is None:
-                if self._lost:
-                    return
-                self._parked = parked = self.loop.create_future()
-                await parked
-                continue
-            target = request.target
-            if target[:1] != b"/":  # absolute-form, or authority-form (CONNECT) and ``*``
-                try:
-                    url = httptools.parse_url(target)
-                    path, query = url.path or b"/", url.query or b""
-                except httptools.HttpParserInvalidURLError:
-                    path, query = target, b""  # not a path: the app answers 400
-            else:
-                path, _, query = target.partition(b"?")
-            decoded = path.decode("latin-1")
-            copy = None
-            if self.app.is_reserved(unquote(decoded) if "%" in decoded else decoded):
-                reply = await self._asgi_reply(request, path, query)
-            else:
-                try:
-                    reply, copy = await self.app.proxy(
-                        request.method,
-                        path,
-                        query,
-                        request.headers,
-                        request.body,
-                        self.client[0] if self.client else None,
-                    )
-                except Exception:
-                    log.exception("gateway request failed")
-                    reply = plain_reply(500, "Internal Server Error")
-            self._finish(request, reply)
-            if copy is not None:
-                self.app.mirror(copy)
+    def _start(self, request: _Request) -> None:
+        """Hand ``request`` to the app (a model's path) or to its ASGI entry (its own
+        endpoints); :meth:`_answered` gets the answer."""
+        self._answering = request
+        target = request.target
+        if target[:1] != b"/":  # absolute-form, or authority-form (CONNECT) and ``*``
+            try:
+                url = httptools.parse_url(target)
+                path, query = url.path or b"/", url.query or b""
+            except httptools.HttpParserInvalidURLError:
+                path, query = target, b""  # not a path: the app answers 400
+        else:
+            path, _, query = target.partition(b"?")
+        decoded = path.decode("latin-1")
+        if self.app.is_reserved(unquote(decoded) if "%" in decoded else decoded):
+            self._own = self.loop.create_task(self._own_endpoint(request, path, query))
+            return
+        try:
+            self.app.answer(
+                request.method,
+                path,
+                query,
+                request.headers,
+                request.body,
+                self.client[0] if self.client else None,
+                self._on_answer,
+            )
+        except Exception:
+            log.exception("gateway request failed")
+            self._answered(plain_reply(500, "Internal Server Error"), None)
+
+    def _answered(self, reply: Reply, copy: ShadowCopy | None) -> None:
+        """The app's answer to the request being answered: written, then the shadow copy is
+        handed back to be mirrored, then the next request is taken."""
+        request = self._answering
+        if request is None:
+            return  # answered already
+        self._answering = None
+        self._finish(request, reply)
+        if copy is not None:
+            self.app.mirror(copy)
+        self._next()
+
+    async def _own_endpoint(self, request: _Request, path: bytes, query: bytes) -> None:
+        self._answered(await self._asgi_reply(request, path, query), None)
 
     async def _asgi_reply(self, request: _Request, path: bytes, query: bytes) -> Reply:
         """One of the gateway's own endpoints, through its ASGI app."""

@@ -1,26 +1,29 @@
 """Shadow traffic: the champion answers, a copy goes to the challenger in the background.
 
-Copies wait in a bounded asyncio queue served by a fixed number of workers. ``submit`` never
-blocks: when the queue is full the copy is dropped and counted (reason ``queue_full``), so a
-slow challenger can cost shadow coverage but never champion latency. Copies are also shed
-first when the gateway itself is saturated: while the event loop runs late
+At most ``concurrency`` copies are in flight, each on the challenger's own pooled connections
+(never the champion's), sent and answered through callbacks; the others wait in a bounded
+queue. ``submit`` never blocks: when the queue is full the copy is dropped and counted (reason
+``queue_full``), so a slow challenger can cost shadow coverage but never champion latency.
+Copies are also shed first when the gateway itself is saturated: while the event loop runs late
 (:class:`LoopLag` above ``shed_lag_s``) or is busy ``SHED_BUSY_SHARE`` of the time, every copy
 is dropped and counted (reason ``overload``), since each one would take CPU from the champion's
-requests; a copy already queued is dropped the same way when a worker takes it in such a
-moment. Copies are queued only after the champion's answer was written (``GatewayApp.mirror``),
-so they never delay it. The challenger's
-outcome goes into its arm's statistics, and whether its predicted class equals the champion's
-into ``compared/agreed``. The champion's answer to the same request is recorded when its copy
-is sent (``ShadowCopy.on_sent``), so both arms are measured on the same requests.
+requests; a copy already queued is dropped the same way when it is taken from the queue in
+such a moment. Copies are sent or queued only after the champion's answer was written
+(``GatewayApp.mirror``), so they never delay it. The challenger's outcome goes into its arm's
+statistics, and whether its predicted class equals the champion's into ``compared/agreed``.
+The champion's answer to the same request is recorded when its copy is sent
+(``ShadowCopy.on_sent``), so both arms are measured on the same requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from controller.gateway.asgi import Headers
 from controller.gateway.loop_lag import LoopLag
@@ -28,7 +31,7 @@ from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder
 from controller.gateway.routing import RouteArm
-from controller.gateway.upstream import Upstream, content_type
+from controller.gateway.upstream import Upstream, UpstreamResponse, content_type
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,11 @@ class ShadowCopy:
 
 
 class ShadowMirror:
+    """Sends copies to challengers from callbacks, at most ``concurrency`` at a time, the rest
+    waiting in a bounded queue; no task per copy or per sender (a copy costs the gateway CPU
+    its champions need: with a task wake-up to take it from a queue and another for its
+    answer, about half of a request's CPU, profiled)."""
+
     def __init__(
         self,
         upstream: Upstream,
@@ -68,23 +76,24 @@ class ShadowMirror:
         self._recorder = recorder
         self._parser = parser
         self._metrics = metrics
-        self._queue: asyncio.Queue[ShadowCopy] | None = (
-            asyncio.Queue(maxsize=queue_size) if queue_size > 0 else None
-        )
+        self._queue_size = queue_size
+        self._waiting: deque[ShadowCopy] = deque()
         self._concurrency = concurrency
         self._lag = lag if shed_lag_s > 0 else None
         self._shed_lag_s = shed_lag_s
-        self._workers: list[asyncio.Task[None]] = []
+        self._running = False
+        self._in_flight = 0
+        self._taking = False  # ``_take`` is running: a nested call leaves the work to it
         self.sent = 0
         self.dropped = 0  # for either reason
         self.shed = 0  # of which because the gateway was saturated
 
     def start(self) -> None:
-        if self._queue is None:
+        """Start sending (copies submitted before wait in the queue)."""
+        if self._queue_size <= 0:
             return
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self._concurrency)
-        ]
+        self._running = True
+        self._take()
 
     def overloaded(self) -> bool:
         """Whether the gateway is saturated right now (never, with shedding switched off)."""
@@ -92,17 +101,19 @@ class ShadowMirror:
         return lag is not None and (lag.lag_s > self._shed_lag_s or lag.busy >= SHED_BUSY_SHARE)
 
     def submit(self, copy: ShadowCopy) -> bool:
-        """Queues ``copy``; False when it was dropped or shed instead (and counted so)."""
+        """Sends or queues ``copy``; False when it was dropped or shed instead (and counted
+        so). Never waits."""
         if self.overloaded():
             self.shed += 1
             self._drop(copy, "overload")
             return False
-        if self._queue is not None:
-            try:
-                self._queue.put_nowait(copy)
+        if self._queue_size > 0:
+            if self._running and self._in_flight < self._concurrency and not self._waiting:
+                self._send(copy)
                 return True
-            except asyncio.QueueFull:
-                pass
+            if len(self._waiting) < self._queue_size:
+                self._waiting.append(copy)
+                return True
         self._drop(copy, "queue_full")
         return False
 
@@ -110,28 +121,53 @@ class ShadowMirror:
         self.dropped += 1
         self._metrics.shadow_dropped.labels(copy.model, reason).inc()
 
-    async def _work(self) -> None:
-        assert self._queue is not None
-        while True:
-            copy = await self._queue.get()
-            try:
+    def _take(self) -> None:
+        """Send queued copies while fewer than ``concurrency`` are in flight; a copy taken
+        from the queue while the gateway is saturated is shed instead."""
+        if self._taking:
+            return
+        self._taking = True
+        try:
+            waiting = self._waiting
+            while self._running and waiting and self._in_flight < self._concurrency:
+                copy = waiting.popleft()
                 if self.overloaded():
                     self.shed += 1
                     self._drop(copy, "overload")
                     continue
-                await self._send(copy)
-            except Exception:  # a bug here must not kill the worker
-                log.exception("shadow request failed unexpectedly")
-            finally:
-                self._queue.task_done()
+                self._send(copy)
+        finally:
+            self._taking = False
 
-    async def _send(self, copy: ShadowCopy) -> None:
-        if copy.on_sent is not None:
-            copy.on_sent()
+    def _send(self, copy: ShadowCopy) -> None:
+        self._in_flight += 1
+        try:
+            if copy.on_sent is not None:
+                copy.on_sent()
+            arm = copy.arm
+            self._upstream.send(
+                copy.method,
+                arm.serving_url,
+                copy.path,
+                copy.headers,
+                copy.body,
+                partial(self._answered, copy),
+            )
+        except Exception:  # a bug here must not reach the champion's request
+            log.exception("shadow request failed unexpectedly")
+            self._in_flight -= 1
+
+    def _answered(self, copy: ShadowCopy, result: UpstreamResponse) -> None:
+        """The challenger's answer to ``copy``, into its statistics; then the next copy."""
+        self._in_flight -= 1
+        try:
+            self._record(copy, result)
+        except Exception:
+            log.exception("shadow request failed unexpectedly")
+        self._take()
+
+    def _record(self, copy: ShadowCopy, result: UpstreamResponse) -> None:
         arm = copy.arm
-        result = await self._upstream.call(
-            copy.method, arm.serving_url, copy.path, copy.headers, copy.body
-        )
         predicted, confidence = (None, None)
         if not result.failed:
             predicted, confidence = self._parser.parse(result.body, content_type(result.headers))
@@ -145,11 +181,10 @@ class ShadowMirror:
             stats.record_agreement(predicted == copy.champion_class)
 
     async def stop(self, drain_s: float) -> None:
-        """Give queued copies ``drain_s`` seconds to finish, then stop the workers."""
-        if self._queue is not None and self._workers:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), timeout=drain_s)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        """Give queued and in-flight copies ``drain_s`` seconds to finish; drop the rest of
+        the queue (uncounted: the gateway is stopping)."""
+        deadline = time.monotonic() + drain_s
+        while (self._waiting or self._in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        self._running = False
+        self._waiting.clear()

@@ -14,6 +14,11 @@ keep-alive connection before a single response byte arrived (the server closed t
 connection as we wrote) is retried once on a fresh connection; nothing else is retried here
 (the gateway may retry on the champion, see ``GatewayApp``).
 
+The common case, an idle pooled connection, runs through callbacks only (:meth:`Upstream.send`):
+the request is written, the parser's completion hands the answer to the caller's callback, and
+no task or future is involved; a call that must wait for a connection, or retry on a fresh one,
+runs as a coroutine (:meth:`Upstream.call`, also the API of callers that await).
+
 Each new connection resolves the serving URL's host itself and connects only to addresses the
 outbound policy allows (``registry.outbound``), to the very address it checked, so a name that
 resolves to a metadata address is refused however it was registered.
@@ -26,12 +31,14 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httptools
 
-from controller.gateway.asgi import Headers
+from controller.gateway.asgi import RESPONSE_SKIP, Headers
 from registry.outbound import OutboundPolicy
 
 STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -46,7 +53,7 @@ DEADLINE_TICK_S = 0.05  # how late at most a timed-out call learns it (less for 
 class UpstreamResponse:
     outcome: str  # "2xx" … "5xx", "timeout" or "connection_error"
     status: int  # 0 when no response arrived
-    headers: Headers  # names lower-cased
+    headers: Headers  # names lower-cased; without hop-by-hop, framing, date and server ones
     body: bytes
     latency_s: float
     error: str = ""
@@ -100,6 +107,20 @@ class Origin:
         return cls(parts.hostname, port, tls, host, path, b"host: " + host + b"\r\n")
 
 
+Answered = Callable[["UpstreamResponse"], None]
+
+
+class _Waiter(Protocol):
+    """What a connection completes or fails: an ``asyncio.Future`` (a coroutine awaits it) or
+    an :class:`_Exchange` (callbacks carry the answer on)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: None, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 class OutboundRefused(ConnectionError):
     """Every address of the upstream's host is one the outbound policy denies."""
 
@@ -119,7 +140,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self._parser = httptools.HttpResponseParser(self)
-        self._future: asyncio.Future[None] | None = None
+        self._future: _Waiter | None = None
+        self._finished = False  # the answer is complete; its waiter is told once parsing returns
         self._head_only = False
         self.status = 0
         self.headers: Headers = []
@@ -134,13 +156,25 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
+        # The waiter hears of a complete answer only once the parser has returned: its callback
+        # may send the next request on this very connection.
         self._received = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(_ConnectionLost("upstream tried to switch protocols", received=True))
+            error = _ConnectionLost("upstream tried to switch protocols", received=True)
         except httptools.HttpParserError as exc:
-            self._fail(_ConnectionLost(f"malformed response: {exc}", received=True))
+            error = _ConnectionLost(f"malformed response: {exc}", received=True)
+        else:
+            if self._finished:
+                self._finished = False
+                self._complete()
+            return
+        self.keep_alive = False
+        if self._finished:  # an answer completed before the bad bytes still counts
+            self._finished = False
+            self._complete()
+        self._fail(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -156,8 +190,10 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name in _FRAMING:
-            self._has_length = True
+        if name in RESPONSE_SKIP:  # not passed on: dropped here rather than filtered later
+            if name in _FRAMING:
+                self._has_length = True
+            return
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -166,13 +202,13 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = self._parser.should_keep_alive()
         if self._head_only:
             self.keep_alive = False
-            self._complete()
+            self._finished = True
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        self._complete()
+        self._finished = True
 
     def _complete(self) -> None:
         future = self._future
@@ -187,18 +223,31 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def send(self, payload: bytes, head_only: bool) -> asyncio.Future[None]:
+    def send(self, payload: bytes, head_only: bool, waiter: _Waiter) -> None:
+        """Write a request; ``waiter`` learns when its answer is complete, or that it failed."""
         assert self.transport is not None
         self.status = 0
         self.headers = []
         self.body = []
         self._received = False
+        self._finished = False
         self._headers_done = False
         self._has_length = False  # until a content-length or transfer-encoding header
         self._head_only = head_only
-        self._future = future = self._loop.create_future()
+        self._future = waiter
         self.transport.write(payload)
-        return future
+
+    def response(self, start: float) -> UpstreamResponse:
+        """The answer just completed, timed from ``start``."""
+        chunks = self.body
+        status = self.status
+        return UpstreamResponse(
+            status_class(status),
+            status,
+            self.headers,
+            chunks[0] if len(chunks) == 1 else b"".join(chunks),
+            time.perf_counter() - start,
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -312,6 +361,91 @@ class _Pool:
         self._idle.clear()
 
 
+def _failure(exc: BaseException, start: float) -> UpstreamResponse:
+    """The answer for a call that got none: a timeout, or a connection that failed."""
+    latency = time.perf_counter() - start
+    if isinstance(exc, TimeoutError):
+        return UpstreamResponse(TIMEOUT, 0, [], b"", latency, "timeout")
+    received = isinstance(exc, _ConnectionLost) and exc.received
+    error = f"{type(exc).__name__}: {exc}"
+    return UpstreamResponse(CONNECTION_ERROR, 0, [], b"", latency, error, received)
+
+
+class _Exchange:
+    """One call on an idle pooled connection, carried by callbacks: the connection completes or
+    fails it, or the deadline sweep times it out, and ``on_done`` gets the answer. What a
+    coroutine would do after its ``await``, without a task wake-up (the common case under
+    load). A failure on the reused connection before any response byte is retried once on a
+    fresh connection, as :meth:`Upstream.call` does, by a coroutine."""
+
+    __slots__ = (
+        "_connection",
+        "_deadline",
+        "_done",
+        "_head_only",
+        "_on_done",
+        "_payload",
+        "_pool",
+        "_start",
+        "_upstream",
+    )
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        pool: _Pool,
+        connection: _Connection,
+        payload: bytes,
+        head_only: bool,
+        start: float,
+        deadline: float,
+        on_done: Answered,
+    ) -> None:
+        self._upstream = upstream
+        self._pool = pool
+        self._connection = connection
+        self._payload = payload
+        self._head_only = head_only
+        self._start = start
+        self._deadline = deadline
+        self._on_done = on_done
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: None, /) -> None:
+        if self._done:
+            return
+        self._done = True
+        upstream = self._upstream
+        upstream._deadlines.pop(self, None)
+        connection = self._connection
+        response = connection.response(self._start)
+        self._pool.release(connection)
+        self._on_done(response)
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        if self._done:
+            return
+        self._done = True
+        upstream = self._upstream
+        upstream._deadlines.pop(self, None)
+        connection = self._connection
+        if isinstance(exception, _ConnectionLost):
+            self._pool.release(connection)
+            if connection.reused and not exception.received:
+                retry = upstream._exchange(
+                    self._pool, self._payload, self._head_only, self._start, self._deadline, 1
+                )
+                upstream._spawn(retry, self._on_done)
+                return
+        else:
+            connection.keep_alive = False
+            self._pool.release(connection)
+        self._on_done(_failure(exception, self._start))
+
+
 class Upstream:
     def __init__(
         self, max_connections: int, timeout_s: float, outbound: OutboundPolicy | None = None
@@ -323,12 +457,13 @@ class Upstream:
         self._ssl: ssl.SSLContext | None = None
         # Calls waiting for an answer and their deadlines, checked every ``_tick_s`` while any
         # waits: cheaper per call than a timer armed and cancelled around each one.
-        self._deadlines: dict[asyncio.Future[None], float] = {}
+        self._deadlines: dict[_Waiter, float] = {}
         self._tick_s = min(DEADLINE_TICK_S, timeout_s / 4)
         self._sweeper: asyncio.TimerHandle | None = None
         # The loop of the first call, kept: ``asyncio.get_running_loop()`` costs a getpid()
         # system call per call on Python 3.11 (its check for a fork).
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[UpstreamResponse]] = set()  # calls run as coroutines
 
     def _pool(self, base_url: str) -> _Pool:
         pool = self._pools.get(base_url)
@@ -341,33 +476,103 @@ class Upstream:
             )
         return pool
 
-    async def call(
-        self, method: str, base_url: str, path: str, headers: Headers, body: bytes
-    ) -> UpstreamResponse:
-        """``method`` ``base_url + path``; never raises for upstream failures. One coroutine
-        for the whole exchange (it is on every request's path)."""
+    @staticmethod
+    def _payload(origin: Origin, method: str, path: str, headers: Headers, body: bytes) -> bytes:
+        parts = [f"{method} {origin.base_path}{path} HTTP/1.1\r\n".encode(), origin.host_line]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        if body or method not in BODYLESS_METHODS:
+            parts.append(b"content-length: %d\r\n" % len(body))
+        parts.append(b"\r\n")
+        parts.append(body)
+        return b"".join(parts)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def send(
+        self,
+        method: str,
+        base_url: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        on_done: Answered,
+    ) -> None:
+        """``method`` ``base_url + path``; ``on_done`` gets the answer (or the failure) exactly
+        once, from a callback of the event loop, or before this returns for a request that
+        cannot be sent at all. On an idle pooled connection no task or future is involved;
+        otherwise the call runs as a coroutine. On the event loop only."""
         start = time.perf_counter()
         try:
             pool = self._pools.get(base_url) or self._pool(base_url)
-            origin = pool.origin
-            parts = [f"{method} {origin.base_path}{path} HTTP/1.1\r\n".encode(), origin.host_line]
-            for name, value in headers:
-                parts += (name, b": ", value, b"\r\n")
-            if body or method not in BODYLESS_METHODS:
-                parts.append(b"content-length: %d\r\n" % len(body))
-            parts.append(b"\r\n")
-            parts.append(body)
-            payload = b"".join(parts)
-            head_only = method == "HEAD"
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            deadline = start + self._timeout_s
-            for attempt in (0, 1):
+            payload = self._payload(pool.origin, method, path, headers, body)
+        except ValueError as exc:
+            on_done(_failure(exc, start))
+            return
+        head_only = method == "HEAD"
+        deadline = start + self._timeout_s
+        connection = pool.take_idle()
+        if connection is None:
+            self._spawn(self._exchange(pool, payload, head_only, start, deadline, 0), on_done)
+            return
+        exchange = _Exchange(self, pool, connection, payload, head_only, start, deadline, on_done)
+        self._deadlines[exchange] = deadline
+        if self._sweeper is None:
+            loop = self._running_loop()
+            self._sweeper = loop.call_later(self._tick_s, self._sweep, loop)
+        connection.send(payload, head_only, exchange)
+
+    def _spawn(self, call: Coroutine[Any, Any, UpstreamResponse], on_done: Answered) -> None:
+        """Run ``call`` as a task; ``on_done`` gets its answer (a connection error if the task
+        is cancelled, as at shutdown)."""
+        task = self._running_loop().create_task(call)
+        self._tasks.add(task)
+
+        def finished(task: asyncio.Task[UpstreamResponse]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled():
+                on_done(UpstreamResponse(CONNECTION_ERROR, 0, [], b"", 0.0, "cancelled"))
+            else:
+                on_done(task.result())
+
+        task.add_done_callback(finished)
+
+    async def call(
+        self, method: str, base_url: str, path: str, headers: Headers, body: bytes
+    ) -> UpstreamResponse:
+        """``method`` ``base_url + path``; never raises for upstream failures."""
+        start = time.perf_counter()
+        try:
+            pool = self._pools.get(base_url) or self._pool(base_url)
+            payload = self._payload(pool.origin, method, path, headers, body)
+        except ValueError as exc:
+            return _failure(exc, start)
+        deadline = start + self._timeout_s
+        return await self._exchange(pool, payload, method == "HEAD", start, deadline, 0)
+
+    async def _exchange(
+        self,
+        pool: _Pool,
+        payload: bytes,
+        head_only: bool,
+        start: float,
+        deadline: float,
+        first_attempt: int,
+    ) -> UpstreamResponse:
+        """The call as a coroutine: waits for a connection if none is idle, and sends again
+        once on a fresh connection when a reused one failed before any response byte."""
+        loop = self._running_loop()
+        try:
+            for attempt in range(first_attempt, 2):
                 connection = pool.take_idle() or await pool.acquire(
                     loop, max(deadline - time.perf_counter(), 0.001)
                 )
-                future = connection.send(payload, head_only)
+                future: asyncio.Future[None] = loop.create_future()
+                connection.send(payload, head_only, future)
                 self._deadlines[future] = deadline
                 if self._sweeper is None:
                     self._sweeper = loop.call_later(self._tick_s, self._sweep, loop)
@@ -384,27 +589,12 @@ class Upstream:
                     raise
                 finally:
                     del self._deadlines[future]
-                status = connection.status
-                response_headers = connection.headers
-                chunks = connection.body
-                response_body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                response = connection.response(start)
                 pool.release(connection)
-                return UpstreamResponse(
-                    status_class(status),
-                    status,
-                    response_headers,
-                    response_body,
-                    time.perf_counter() - start,
-                )
+                return response
             raise AssertionError("unreachable")
-        except TimeoutError:
-            return UpstreamResponse(TIMEOUT, 0, [], b"", time.perf_counter() - start, "timeout")
-        except (OSError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            received = isinstance(exc, _ConnectionLost) and exc.received
-            return UpstreamResponse(
-                CONNECTION_ERROR, 0, [], b"", time.perf_counter() - start, error, received
-            )
+        except (TimeoutError, OSError, ValueError) as exc:
+            return _failure(exc, start)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         """Fail the calls past their deadline with TimeoutError; look again in a tick while
@@ -412,16 +602,18 @@ class Upstream:
         self._sweeper = None
         now = time.perf_counter()
         deadlines = self._deadlines
-        for future in [future for future, deadline in deadlines.items() if deadline <= now]:
-            if not future.done():
-                future.set_exception(TimeoutError())
-        if deadlines:
+        for waiter in [waiter for waiter, deadline in deadlines.items() if deadline <= now]:
+            if not waiter.done():
+                waiter.set_exception(TimeoutError())
+        if deadlines and self._sweeper is None:
             self._sweeper = loop.call_later(self._tick_s, self._sweep, loop)
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        for task in list(self._tasks):
+            task.cancel()
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()

@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -40,20 +40,18 @@ class EchoApp:
             send, 200, {"status": "ok", "client": scope["client"][0], "body": body.decode()}
         )
 
-    async def proxy(
+    def answer(
         self,
         method: str,
         path: bytes,
         query: bytes,
         headers: Headers,
         body: bytes,
-        client_host: str | None = None,
-    ) -> tuple[Reply, str | None]:
-        if b"slow" in path:
-            await asyncio.sleep(0.3)
+        client_host: str | None,
+        done: Callable[[Reply, str | None], None],
+    ) -> None:
         if b"boom" in path:
             raise RuntimeError("a bug")
-        self.answered += 1
         payload = {
             "method": method,
             "path": path.decode(),
@@ -61,7 +59,15 @@ class EchoApp:
             "headers": {name.decode(): value.decode() for name, value in headers},
             "body": body.decode(),
         }
-        return json_reply(200, payload), path.decode()
+
+        def reply() -> None:
+            self.answered += 1
+            done(json_reply(200, payload), path.decode())
+
+        if b"slow" in path:
+            asyncio.get_running_loop().call_later(0.3, reply)
+        else:
+            reply()
 
     def mirror(self, copy: str) -> None:
         self.mirrored.append(copy)

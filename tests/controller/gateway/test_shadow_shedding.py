@@ -1,16 +1,21 @@
 """Shadow copies are shed first when the gateway is saturated: while its event loop runs late,
 every copy is dropped and counted (reason ``overload``) instead of queued; on a loop with time
-to spare they are queued. The lag itself follows a blocked loop."""
+to spare they are queued. The lag itself follows a blocked loop. At most ``concurrency`` copies
+are in flight, the rest wait in the bounded queue."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
+from controller.gateway.asgi import Headers
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
+from controller.gateway.prediction import PredictionParser
 from controller.gateway.routing import RouteArm
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
+from controller.gateway.upstream import UpstreamResponse
 
 ARM = RouteArm("challenger", 1, 2, 2, "http://127.0.0.1:9", None, "2", b"2")
 
@@ -143,3 +148,53 @@ def test_busy_share_follows_a_loop_kept_busy_without_blocking() -> None:
     assert idle < 0.5
     assert busy > 0.7
     assert late < 0.005
+
+
+class HeldUpstream:
+    """Takes copies and answers them only when told to."""
+
+    def __init__(self) -> None:
+        self.pending: list[Callable[[UpstreamResponse], None]] = []
+        self.sends = 0
+
+    def send(
+        self,
+        method: str,
+        base_url: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        on_done: Callable[[UpstreamResponse], None],
+    ) -> None:
+        self.sends += 1
+        self.pending.append(on_done)
+
+    def answer_one(self) -> None:
+        self.pending.pop(0)(UpstreamResponse("2xx", 200, [], b"{}", 0.001))
+
+
+def test_at_most_concurrency_copies_are_in_flight_and_the_queue_is_bounded() -> None:
+    async def scenario() -> None:
+        metrics = GatewayMetrics()
+        upstream = HeldUpstream()
+        shadow = ShadowMirror(
+            upstream,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]  # the arm keeps no statistics
+            PredictionParser(None, None),
+            metrics,
+            queue_size=2,
+            concurrency=2,
+        )
+        shadow.start()
+        results = [shadow.submit(copy()) for _ in range(5)]
+        assert results == [True, True, True, True, False]  # 2 sent, 2 queued, 1 dropped
+        assert (upstream.sends, shadow.dropped) == (2, 1)
+        assert dropped(metrics, "queue_full") == 1
+        upstream.answer_one()  # a slot frees up: the oldest queued copy goes out
+        assert (upstream.sends, shadow.sent) == (3, 1)
+        while upstream.pending:
+            upstream.answer_one()
+        assert (upstream.sends, shadow.sent, shadow.dropped) == (4, 4, 1)
+        await shadow.stop(1.0)
+
+    asyncio.run(scenario())

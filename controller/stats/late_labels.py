@@ -18,12 +18,16 @@ Why the bound still holds: for each change time ``tau`` the product over the lab
 blocks from ``tau`` on is an e-process in the order the labels arrive (each factor has
 conditional mean at most 1 under the null, and where a label goes is decided before its value
 is seen), and every judged block starts one new change time, so ``R_n - n`` is a supermartingale
-as for the plain recursion and the same thresholds hold. A label whose block has left the window
-(or never was judged) joins the newest block: valid for every change time up to now.
+as for the plain recursion and the same thresholds hold. A label whose block was never judged
+joins the next judged block; one whose block has left the window joins the window's oldest
+block (it belongs to old traffic, so it weighs only on the change times before that block), and
+one from a skewed clock's future the newest. Each label arrives after every change time it
+counts for, so every placement decided before its value is seen keeps the bound.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,9 +78,8 @@ def window_step(
     blocks.append([block, 0, 0])
     starts = [entry[0] for entry in blocks]
     for served, labels, correct in counts:
-        index = len(blocks) - 1
-        if served >= starts[0]:
-            index = next(i for i, start in enumerate(starts) if start >= served)
+        # the first judged block at or after the one it was served in (see the docstring)
+        index = min(bisect_left(starts, served), len(blocks) - 1)
         blocks[index][1] += labels
         blocks[index][2] += correct
     while len(blocks) > size:

@@ -119,3 +119,17 @@ def test_a_decay_with_late_labels_is_seen_sooner_with_its_own_blocks() -> None:
         arrival.append(_first_alarm(stream, threshold, False))
     assert all(hit is not None and hit >= 40 for hit in own + arrival)
     assert np.median(own) + 2 <= np.median(arrival), (own, arrival)  # type: ignore[arg-type]
+
+
+def test_a_label_goes_to_its_block_the_next_judged_one_or_the_windows_oldest() -> None:
+    factors = label_factors(ACCURACY)
+    window = fresh_window(ACCURACY.width)
+    for block in (0, 1, 3, 4):  # block 2 had no traffic: never judged
+        window, _ = window_step(factors, window, block, [], size=3)
+    counts = [(0, 5, 4), (2, 3, 3), (4, 2, 1), (9, 1, 1)]  # left the window, unjudged, own, future
+    after, _ = window_step(factors, window, 5, counts, size=3)
+    # block 2's labels to the next judged block (3); block 0's to the oldest one then in the
+    # window (1), which leaves it in this step, into the tail
+    assert after["blocks"] == [[3, 3, 3], [4, 2, 1], [5, 1, 1]]
+    without, _ = window_step(factors, window, 5, counts[1:], size=3)
+    assert without["blocks"] == after["blocks"] and without["tail"] != after["tail"]

@@ -414,23 +414,26 @@ class _Exchange:
     def done(self) -> bool:
         return self._done
 
-    def set_result(self, result: None, /) -> None:
+    def _settle(self) -> bool:
+        """Whether this is the first outcome (later ones are ignored); stops the deadline."""
         if self._done:
-            return
+            return False
         self._done = True
-        upstream = self._upstream
-        upstream._deadlines.pop(self, None)
+        self._upstream._deadlines.pop(self, None)
+        return True
+
+    def set_result(self, result: None, /) -> None:
+        if not self._settle():
+            return
         connection = self._connection
         response = connection.response(self._start)
         self._pool.release(connection)
         self._on_done(response)
 
     def set_exception(self, exception: BaseException, /) -> None:
-        if self._done:
+        if not self._settle():
             return
-        self._done = True
         upstream = self._upstream
-        upstream._deadlines.pop(self, None)
         connection = self._connection
         if isinstance(exception, _ConnectionLost):
             self._pool.release(connection)

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
+from table import print_text_table
 
 from controller.abn import Contender, decide_arms
 from controller.plans import ActionKind, Position, RolloutPlan
@@ -241,11 +242,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     table = [tuple(title for _, title in columns)] + [
         tuple(_fmt(r.get(key)) for key, _ in columns) for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
-    for i, row in enumerate(table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_text_table(table)
 
 
 def main() -> None:

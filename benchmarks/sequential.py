@@ -40,6 +40,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 from statsmodels.stats.power import GofChisquarePower, NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
+from table import print_text_table
 
 from controller.plans import ActionKind, Position, RolloutPlan, decide
 from controller.reconciler.judge import judge
@@ -614,11 +615,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
         for r in rows
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for i, row in enumerate(table):
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_text_table(table)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def test_the_file_holds_exactly_the_bytes_written(tmp_path: Path, size: int) -> 
 def test_big_files_go_around_the_page_cache_where_the_file_system_allows(
     tmp_path: Path,
 ) -> None:
-    if not direct_io.O_DIRECT:
+    if not direct_io.O_DIRECT and os.environ.get("CI") != "true":  # CI runs on Linux: it has it
         pytest.skip("no O_DIRECT on this platform")
     fd = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
     os.close(fd)  # opening with O_DIRECT worked: this file system takes it

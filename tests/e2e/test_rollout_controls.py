@@ -224,6 +224,8 @@ def test_a_sampled_shadow_mirrors_a_quarter_and_still_decides(
     challenger = arms["challenger"]["requests"]  # type: ignore[index]
     champion = arms["champion"]["requests"]  # type: ignore[index]
     # Both arms' statistics cover the mirrored requests: alike, and a quarter of the traffic.
+    # The champion's also hold what it answered for the rollout before mirroring began (the
+    # pending phase, whose length depends on the machine's load), never less than the copies.
     assert challenger >= 1500
-    assert abs(champion - challenger) <= 0.1 * champion
+    assert challenger <= champion <= 1.25 * challenger, (champion, challenger)
     assert champion < 0.5 * sum(traffic.stats.by_version.values())

@@ -4,13 +4,15 @@ the same :class:`~registry.errors.ShelfError` subclasses the server raised."""
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from typing import Any, Self
 
 import httpx
 
 from registry import errors
+from registry.client import socket_http
+from registry.client.socket_http import FileBody
 from registry.config import ClientSettings
 
 _BY_STATUS: dict[int, type[errors.ShelfError]] = {
@@ -66,6 +68,9 @@ class Connection:
         if settings.token:
             headers["Authorization"] = f"Bearer {settings.token}"
         self.base_url = settings.url.rstrip("/")
+        self._headers = headers
+        # Whether big bodies skip httpx for the socket itself (see ``socket_http``).
+        self.socket_transfers = socket_http.reachable_directly(self.base_url)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=headers,
@@ -108,42 +113,67 @@ class Connection:
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
 
-    def upload_blob(self, digest: str, size: int, chunks: Iterable[bytes]) -> dict[str, Any]:
-        response = self.request(
-            "PUT",
-            f"/v1/blobs/{digest}",
-            content=chunks,
-            headers={
-                "Content-Type": "application/octet-stream",
-                "X-Shelf-Size": str(size),
-                "Content-Length": str(size),
-            },
-            timeout=httpx.Timeout(None, connect=10.0),
-        )
-        result: dict[str, Any] = response.json()
-        return result
+    def upload_blob(self, digest: str, body: FileBody) -> dict[str, Any]:
+        """``PUT /v1/blobs/{digest}``: ``body`` is the content."""
+        return self._send("PUT", f"/v1/blobs/{digest}", {"X-Shelf-Size": str(body.size)}, body)
 
-    def upload_blob_digest_last(self, size: int, chunks: Iterable[bytes]) -> dict[str, Any]:
-        """``chunks`` yield ``size`` bytes of content, then the 64 hex digits of their sha256."""
-        response = self.request(
-            "POST",
-            "/v1/blobs",
-            content=chunks,
-            headers={
-                "Content-Type": "application/octet-stream",
-                "X-Shelf-Size": str(size),
-                "Content-Length": str(size + 64),
-            },
-            timeout=httpx.Timeout(None, connect=10.0),
-        )
+    def upload_blob_digest_last(self, body: FileBody) -> dict[str, Any]:
+        """``POST /v1/blobs``: ``body`` is the content, then its sha256 as a 64-digit trailer."""
+        return self._send("POST", "/v1/blobs", {"X-Shelf-Size": str(body.size)}, body)
+
+    def _send(
+        self, method: str, path: str, headers: Mapping[str, str], body: FileBody
+    ) -> dict[str, Any]:
+        headers = {**headers, "Content-Type": "application/octet-stream"}
+        if self.socket_transfers:
+            try:
+                answer = socket_http.send(
+                    self.base_url, method, path, {**self._headers, **headers}, body
+                )
+            except httpx.ConnectError as exc:
+                raise Unreachable(f"cannot reach Shelf at {self.base_url} ({exc})") from None
+            response = answer.as_httpx()
+            raise_for_response(response)
+        else:
+            response = self.request(
+                method,
+                path,
+                content=body.chunks(),
+                headers={**headers, "Content-Length": str(body.length)},
+                timeout=httpx.Timeout(None, connect=10.0),
+            )
         result: dict[str, Any] = response.json()
         return result
 
     @contextmanager
-    def stream(self, path: str) -> Iterator[httpx.Response]:
+    def body(self, path: str, headers: Mapping[str, str]) -> Iterator[socket_http.Readable]:
+        """``GET path``'s body to ``readinto`` buffers, straight from the socket where the
+        server is reached over plain HTTP without a proxy, else streamed by httpx. An error
+        response raises its ``ShelfError``; a body cut short raises ``httpx.HTTPError`` from
+        ``readinto``."""
+        if not self.socket_transfers:
+            with self.stream(path, headers) as response:
+                yield socket_http.ChunkReader(response.iter_bytes())
+            return
+        with ExitStack() as stack:
+            try:
+                reader = stack.enter_context(
+                    socket_http.get(self.base_url, path, {**self._headers, **headers})
+                )
+            except socket_http.Failed as failed:
+                raise_for_response(failed.answer.as_httpx())
+                raise errors.ShelfError(f"HTTP {failed.answer.status}") from None
+            except httpx.ConnectError as exc:
+                raise Unreachable(f"cannot reach Shelf at {self.base_url} ({exc})") from None
+            yield reader
+
+    @contextmanager
+    def stream(
+        self, path: str, headers: Mapping[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
         try:
             with self._http.stream(
-                "GET", path, timeout=httpx.Timeout(None, connect=10.0)
+                "GET", path, headers=headers, timeout=httpx.Timeout(None, connect=10.0)
             ) as response:
                 if not response.is_success:
                     response.read()

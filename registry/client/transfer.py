@@ -7,8 +7,7 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,11 @@ from rich.progress import (
 )
 
 from registry.client.http import Connection
+from registry.client.socket_http import FileBody, Readable
 from registry.errors import IntegrityError, InvalidInput, ShelfError
 from registry.names import check_manifest_path
 from registry.storage.base import hash_while
-from registry.storage.direct_io import DirectWriter
+from registry.storage.direct_io import DirectWriter, give_buffer, take_buffer
 
 CHUNK = 1024 * 1024
 
@@ -93,54 +93,85 @@ def hash_files(files: list[tuple[str, Path]], show_progress: bool) -> list[Local
 
 
 class _PipelinedSink:
-    """Hashes and writes on a worker thread while the next chunk arrives from the network:
-    sha256 and file writes release the GIL, so receiving, hashing and writing overlap. The
-    file is written around the page cache where it can be (``direct_io``)."""
+    """Reads a body into reused page-aligned blocks and hashes and writes each on worker
+    threads while the next one fills: sha256 and file writes release the GIL, so receiving,
+    hashing and writing overlap, and a byte is copied only into the block it is read into,
+    which is written from there around the page cache where it can be (``direct_io``)."""
 
-    DEPTH = 4
+    DEPTH = 3
 
     def __init__(self, fd: int, expected_size: int) -> None:
         self._out = DirectWriter(fd, expected_size)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shelf-download")
-        self._pending: deque[Future[None]] = deque()
+        self._buffers = [take_buffer() for _ in range(self.DEPTH)]
+        self._views = [memoryview(buffer) for buffer in self._buffers]
+        self._pending: list[Future[None] | None] = [None] * self.DEPTH
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def _consume(self, chunk: bytes) -> None:
-        hash_while(self.digest, chunk, self._out.write)
+    def _consume(self, block: memoryview) -> None:
+        hash_while(self.digest, block, self._out.write_aligned)
 
-    def write(self, chunk: bytes) -> None:
-        if len(self._pending) >= self.DEPTH:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._consume, chunk))
-        self.size += len(chunk)
-
-    def finish(self) -> None:
-        """Every chunk hashed and written, the tail included."""
-        while self._pending:
-            self._pending.popleft().result()
+    def fill_from(self, body: Readable, limit: int, advance: Callable[[int], object]) -> None:
+        """Reads ``body`` to its end, every byte hashed and written, or raises
+        ``IntegrityError`` as soon as it holds more than ``limit`` bytes."""
+        turn = 0
+        while True:
+            self._wait(turn)
+            view = self._views[turn]
+            filled = _read_full(body, view[: min(len(view), limit + 1 - self.size)])
+            self.size += filled
+            if self.size > limit:
+                raise IntegrityError(
+                    f"the server sent more than the {limit} bytes the manifest declares"
+                )
+            if not filled:
+                break
+            self._pending[turn] = self._pool.submit(self._consume, view[:filled])
+            advance(filled)
+            turn = (turn + 1) % self.DEPTH
+        for turn in range(self.DEPTH):
+            self._wait(turn)
         self._out.finish()
+
+    def _wait(self, turn: int) -> None:  # a write error (a full disk) surfaces here
+        pending, self._pending[turn] = self._pending[turn], None
+        if pending is not None:
+            pending.result()
 
     def close(self) -> None:
         try:
-            while self._pending:
-                self._pending.popleft().result()
+            for turn in range(self.DEPTH):
+                self._wait(turn)
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._out.release()
+            for view, buffer in zip(self._views, self._buffers, strict=True):
+                view.release()
+                give_buffer(buffer)
+            self._views, self._buffers = [], []
 
 
-def _read_chunks(source: Path, on_chunk: Callable[[int], object]) -> Iterator[bytes]:
-    with source.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            on_chunk(len(chunk))
-            yield chunk
+class CutShort(Exception):
+    """The connection failed before the body's end (the name of the error says how)."""
+
+
+def _read_full(body: Readable, view: memoryview) -> int:
+    """Fill ``view`` from ``body``; short only at the body's end."""
+    filled = 0
+    try:
+        while filled < len(view) and (got := body.readinto(view[filled:])):
+            filled += got
+    except httpx.HTTPError as exc:
+        raise CutShort(exc.__class__.__name__) from None
+    return filled
 
 
 # Files at least this big are hashed and sent at once (digest last) instead of read twice.
 STREAM_HASHED_FROM = 8 * 1024 * 1024
 HASH_HEAD_START_S = 0.1
 HEAD_START_UP_TO = 64 * 1024 * 1024  # hashes in well under HASH_HEAD_START_S
+DIGEST_HEX_LENGTH = 64
 
 
 class _AlreadyStored(Exception):
@@ -184,16 +215,21 @@ def _send_while_hashing(
         if checked.wait(head_start) and stored.is_set():
             return LocalFile(path, source, size, hashing.result()), 0
 
-        def body() -> Iterator[bytes]:
-            for chunk in _read_chunks(source, advance):
-                if stored.is_set():
-                    raise _AlreadyStored
-                yield chunk
-            yield hashing.result().encode()
+        def stop_if_stored() -> None:
+            if stored.is_set():
+                raise _AlreadyStored
 
+        body = FileBody(
+            source,
+            size,
+            advance,
+            trailer=lambda: hashing.result().encode(),
+            trailer_length=DIGEST_HEX_LENGTH,
+            stop=stop_if_stored,
+        )
         sent = size
         try:
-            client.upload_blob_digest_last(size, body())
+            client.upload_blob_digest_last(body)
         except (_AlreadyStored, httpx.HTTPError):
             if not stored.is_set():
                 raise
@@ -251,8 +287,13 @@ def upload_missing(
             def advance(n: int) -> None:
                 progress.advance(task, n)
 
-            client.upload_blob(entry.digest, entry.size, _read_chunks(entry.source, advance))
+            client.upload_blob(entry.digest, FileBody(entry.source, entry.size, advance))
     return total, bool(answer.get("send_digest_first", False))
+
+
+# Sent with every download: this client checks size and sha256 itself, so the server need not
+# hash what it sends (it still does for any client that does not say so).
+VERIFIED_HERE = {"X-Shelf-Verify": "client"}
 
 
 def download_version(
@@ -279,24 +320,19 @@ def download_version(
             try:
                 with (
                     os.fdopen(fd, "wb", buffering=0) as handle,
-                    client.stream(
-                        f"/v1/models/{model}/versions/{version}/files/{quote(path, safe='/')}"
-                    ) as response,
+                    client.body(
+                        f"/v1/models/{model}/versions/{version}/files/{quote(path, safe='/')}",
+                        VERIFIED_HERE,
+                    ) as body,
                 ):
                     sink = _PipelinedSink(handle.fileno(), declared)
                     try:
-                        for chunk in response.iter_bytes(CHUNK):
-                            if sink.size + len(chunk) > declared:
-                                raise IntegrityError(
-                                    f"{path!r}: the server sent more than the {declared} bytes "
-                                    "the manifest declares"
-                                )
-                            sink.write(chunk)
-                            progress.advance(task, len(chunk))
-                        sink.finish()
-                    except httpx.HTTPError as exc:
+                        sink.fill_from(body, declared, lambda n: progress.advance(task, n))
+                    except IntegrityError as exc:
+                        raise IntegrityError(f"{path!r}: {exc}") from None
+                    except CutShort as exc:
                         raise IntegrityError(
-                            f"download of {path!r} was cut short ({exc.__class__.__name__}); "
+                            f"download of {path!r} was cut short ({exc}); "
                             "the stored copy may be corrupt"
                         ) from None
                     finally:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
@@ -21,7 +21,10 @@ CHUNK_SIZE = 1024 * 1024
 _HASHING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shelf-sha256")
 
 
-def hash_while(hasher: Hash, chunk: bytes, write: Callable[[bytes], object]) -> None:
+Chunk = TypeVar("Chunk", bytes, memoryview)
+
+
+def hash_while(hasher: Hash, chunk: Chunk, write: Callable[[Chunk], object]) -> None:
     """``hasher.update(chunk)`` on a worker thread while ``write(chunk)`` runs on this one."""
     if len(chunk) < 256 * 1024:
         hasher.update(chunk)
@@ -118,9 +121,12 @@ class ArtifactStore(Protocol):
         """``digest`` may be ``None`` when the client sends it after the content."""
         ...
 
-    def read_blob(self, digest: str, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    def read_blob(
+        self, digest: str, chunk_size: int = CHUNK_SIZE, verified: bool = True
+    ) -> Iterator[bytes]:
         """Stream a blob's bytes, verifying its sha256; raises ``IntegrityError`` at the end of
-        the stream when the stored bytes do not match (corruption), ``NotFound`` if absent."""
+        the stream when the stored bytes do not match (corruption), ``NotFound`` if absent.
+        ``verified=False`` skips the hashing, for a reader that checks the digest itself."""
         ...
 
     def delete_blob(self, digest: str) -> None: ...

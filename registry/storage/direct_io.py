@@ -65,6 +65,15 @@ class AlignedBuffers:
 _BUFFERS = AlignedBuffers(BLOCK, keep=8)
 
 
+def take_buffer() -> mmap.mmap:
+    """A page-aligned ``BLOCK``-sized buffer, reused; hand it back with ``give_buffer``."""
+    return _BUFFERS.take()
+
+
+def give_buffer(buffer: mmap.mmap) -> None:
+    _BUFFERS.give(buffer)
+
+
 def _write_plainly(fd: int, data: bytes | memoryview) -> None:
     """``os.write`` until every byte is written (through the page cache once O_DIRECT is off)."""
     view = memoryview(data).cast("B")
@@ -127,19 +136,31 @@ class DirectWriter:
         for chunk in chunks:
             self.write(chunk)
 
+    def write_aligned(self, block: memoryview) -> None:
+        """Append ``block``, a view from the start of a page-aligned buffer (``take_buffer``):
+        written as it is, without the copy ``write`` makes, when its length is whole pages and
+        nothing is buffered; otherwise as ``write``."""
+        if self._direct and not self._filled and len(block) % PAGE == 0:
+            self._write_direct(block)
+        else:
+            self.write(block)
+
     def _write_block(self) -> None:
         assert self._view is not None
+        self._write_direct(self._view)
+        self._filled = 0
+
+    def _write_direct(self, view: memoryview) -> None:
         try:
-            written = os.write(self._fd, self._view)
+            written = os.write(self._fd, view)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
             written = 0  # refused before writing anything (alignment the device won't take)
-        if written < BLOCK:
+        if written < len(view):
             self._direct = False
             _set_direct(self._fd, False)
-            _write_plainly(self._fd, self._view[written:])
-        self._filled = 0
+            _write_plainly(self._fd, view[written:])
 
     def finish(self) -> None:
         """Write what is still buffered (through the page cache: less than a block)."""

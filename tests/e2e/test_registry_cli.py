@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import boto3
+import httpx
 import pytest
 
 from controller.config import ControllerSettings
@@ -145,6 +146,24 @@ def test_corruption_in_the_store_fails_the_download_loudly(
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out" / "m.bin").exists()
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_server_cuts_a_corrupt_file_short_unless_the_client_checks_it_itself(
+    shelf_server: ShelfServer, tmp_path: Path
+) -> None:
+    """A plain HTTP client (curl) relies on the server: it never gets every byte of a corrupt
+    blob. ``shelf download`` checks size and sha256 itself and says so (``X-Shelf-Verify:
+    client``): the server then sends the stored bytes unhashed, and the client refuses them."""
+    model = tmp_path / "m.bin"
+    model.write_bytes(os.urandom(3_000_000))
+    shelf_server.cli("register", "fraud", str(model))
+    _corrupt(shelf_server.settings, sha(model.read_bytes()))
+    url = f"{shelf_server.url}/v1/models/fraud/versions/1/files/m.bin"
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(url, timeout=60)
+    unhashed = httpx.get(url, headers={"X-Shelf-Verify": "client"}, timeout=60)
+    assert len(unhashed.content) == 3_000_000
+    assert sha(unhashed.content) != sha(model.read_bytes())
 
 
 def test_tokens_gate_the_cli(backend_settings: ControllerSettings, tmp_path: Path) -> None:

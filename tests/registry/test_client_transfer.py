@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from registry.client.http import Connection
+from registry.client.socket_http import FileBody
 from registry.client.transfer import download_version
 from registry.config import ClientSettings, Settings
 from registry.errors import IntegrityError
@@ -23,6 +24,7 @@ def _connection(http: httpx.Client) -> Connection:
     connection = Connection(ClientSettings(url="http://testserver"))
     connection.close()
     connection._http = http
+    connection.socket_transfers = False  # bodies go through the injected httpx client
     return connection
 
 
@@ -87,8 +89,8 @@ def test_a_failed_already_stored_check_does_not_stop_the_upload(
         def post(self, path: str, body: object) -> object:
             raise httpx.ReadError("Connection reset by peer")
 
-        def upload_blob_digest_last(self, size: int, chunks: Iterator[bytes]) -> object:
-            received.append(b"".join(chunks))
+        def upload_blob_digest_last(self, body: FileBody) -> object:
+            received.append(b"".join(body.chunks()))
             return {}
 
     (tmp_path / "weights.bin").write_bytes(data)

@@ -157,3 +157,26 @@ def test_a_read_stopped_early_gives_its_buffers_back(tmp_path: Path) -> None:
     free_before = len(direct_io._BUFFERS._free)
     chunks.close()  # type: ignore[attr-defined]
     assert len(direct_io._BUFFERS._free) == min(8, free_before + 2)  # kept, up to 8
+
+
+@pytest.mark.parametrize("sizes", [[BLOCK, BLOCK, 4097], [5, BLOCK], [BLOCK, 3 * 4096, 10]])
+def test_aligned_buffers_are_written_as_they_are_and_the_file_is_exact(
+    tmp_path: Path, sizes: list[int]
+) -> None:
+    """``write_aligned`` writes a buffer from ``take_buffer`` without copying it when it can
+    (whole pages, nothing buffered before it) and like ``write`` otherwise."""
+    pieces = [os.urandom(size) for size in sizes]
+    buffer = direct_io.take_buffer()
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        writer = DirectWriter(fd)
+        view = memoryview(buffer)
+        for piece in pieces:
+            view[: len(piece)] = piece
+            writer.write_aligned(view[: len(piece)])
+        writer.finish()
+        view.release()
+    finally:
+        os.close(fd)
+        direct_io.give_buffer(buffer)
+    assert (tmp_path / "out").read_bytes() == b"".join(pieces)

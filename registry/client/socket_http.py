@@ -14,6 +14,7 @@ Transport failures are raised as httpx's own exceptions (``ConnectError``, ``Wri
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import urllib.request
@@ -113,26 +114,54 @@ class FileBody:
         yield self._checked_trailer()
 
     def send_to(self, sock: int) -> None:
-        """Writes the body to the connected socket ``sock`` (the file's bytes by
-        ``os.sendfile``: no copy through this process)."""
-        sent = 0
+        """Writes the body to the connected blocking socket ``sock``: the file's bytes by
+        ``os.sendfile`` (no copy through this process), or read and written where the file
+        system does not offer it."""
         with self.source.open("rb") as handle:
+            sent = self._sendfile(sock, handle.fileno())
+            handle.seek(sent)
             while sent < self.size:
                 self.stop()
-                done = os.sendfile(sock, handle.fileno(), sent, min(PIECE, self.size - sent))
-                if not done:
+                chunk = handle.read(min(CHUNK, self.size - sent))
+                if not chunk:
                     raise self._shrank(sent)
-                sent += done
-                self.advance(done)
-        view = memoryview(self._checked_trailer())
-        while view:
-            view = view[os.write(sock, view) :]
+                _write_all(sock, chunk)
+                sent += len(chunk)
+                self.advance(len(chunk))
+        _write_all(sock, self._checked_trailer())
+
+    def _sendfile(self, sock: int, fd: int) -> int:
+        """Bytes sent by ``os.sendfile``: all of them, or as many as before it was refused."""
+        sent = 0
+        while sent < self.size:
+            self.stop()
+            try:
+                done = os.sendfile(sock, fd, sent, min(PIECE, self.size - sent))
+            except OSError as exc:
+                if exc.errno in _NO_SENDFILE:
+                    return sent
+                raise
+            if not done:
+                raise self._shrank(sent)
+            sent += done
+            self.advance(done)
+        return sent
 
     def _checked_trailer(self) -> bytes:
         trailer = self.trailer()
         if len(trailer) != self.trailer_length:
             raise ValueError(f"trailer of {len(trailer)} bytes, {self.trailer_length} promised")
         return trailer
+
+
+# sendfile refused for this file (a file system without it): read and write instead.
+_NO_SENDFILE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
+def _write_all(sock: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(sock, view) :]
 
 
 def _connect(base_url: str) -> tuple[http.client.HTTPConnection, str]:

@@ -5,6 +5,8 @@ download (tests/e2e)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from registry.client import socket_http
 from registry.client.http import Connection
 from registry.client.socket_http import FileBody, reachable_directly
 from registry.client.transfer import download_version
@@ -163,6 +166,37 @@ def test_a_trailer_follows_the_file_both_ways(tmp_path: Path) -> None:
         reader.join(timeout=30)
     assert bytes(received) == b"w" * 3_000_000 + b"d" * 64
     assert sum(sent) == 2 * 3_000_000  # both passes reported their progress
+
+
+def test_where_sendfile_is_refused_the_file_is_read_and_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems (FUSE, a few network ones) refuse ``sendfile``: the rest of the file
+    is then read and written, from wherever ``sendfile`` stopped."""
+    calls: list[int] = []
+    real_sendfile = os.sendfile
+
+    def refuse_after_one_piece(out: int, fd: int, offset: int, count: int) -> int:
+        calls.append(offset)
+        if offset:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_sendfile(out, fd, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", refuse_after_one_piece)
+    monkeypatch.setattr(socket_http, "PIECE", 1 << 20)
+    data = os.urandom(3_000_000)
+    source = tmp_path / "weights.bin"
+    source.write_bytes(data)
+    body = FileBody(source, len(data), trailer=lambda: b"d" * 64, trailer_length=64)
+    left, right = socket.socketpair()
+    received = bytearray()
+    with left, right:
+        reader = threading.Thread(target=lambda: _drain(right, received, body.length))
+        reader.start()
+        body.send_to(left.fileno())
+        reader.join(timeout=30)
+    assert calls == [0, 1 << 20]
+    assert bytes(received) == data + b"d" * 64
 
 
 def _drain(connection: socket.socket, into: bytearray, length: int) -> None:

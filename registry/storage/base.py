@@ -124,8 +124,8 @@ class ArtifactStore(Protocol):
     def read_blob(
         self, digest: str, chunk_size: int = CHUNK_SIZE, verified: bool = True
     ) -> Iterator[bytes]:
-        """Stream a blob's bytes, verifying its sha256; raises ``IntegrityError`` at the end of
-        the stream when the stored bytes do not match (corruption), ``NotFound`` if absent.
+        """Stream a blob's bytes, verifying its sha256; raises ``IntegrityError`` instead of the
+        last chunk when the stored bytes do not match (corruption), ``NotFound`` if absent.
         ``verified=False`` skips the hashing, for a reader that checks the digest itself."""
         ...
 

@@ -111,7 +111,9 @@ class S3BlobWriter:
         store = self._store
         try:
             if self._upload_id is None:
-                created = store.client.create_multipart_upload(Bucket=store.bucket, Key=self._key)
+                created = store.client.create_multipart_upload(
+                    Bucket=store.bucket, Key=self._key, ChecksumAlgorithm=PART_CHECKSUM
+                )
                 self._upload_id = created["UploadId"]
             while len(self._in_flight) >= store.upload_concurrency or (
                 self._in_flight and self._in_flight[0].done()
@@ -198,8 +200,9 @@ class S3BlobWriter:
 def _upload_part(
     store: S3Store, key: str, upload_id: str, number: int, body: bytearray | bytes
 ) -> dict[str, Any]:
-    """Sends one part. A ``bytearray`` body is signed, checksummed and sent as it is (botocore
-    wraps ``bytes`` in a ``BytesIO`` and reads it back in copies), then given back."""
+    """Sends one part with its CRC32 (see :data:`PART_CHECKSUM`). A ``bytearray`` body is
+    signed, checksummed and sent as it is (botocore wraps ``bytes`` in a ``BytesIO`` and reads
+    it back in copies), then given back."""
     try:
         sent = store.client.upload_part(
             Bucket=store.bucket,
@@ -207,11 +210,12 @@ def _upload_part(
             UploadId=upload_id,
             PartNumber=number,
             Body=body,  # type: ignore[arg-type]  # botocore takes bytearray; the stubs omit it
+            ChecksumAlgorithm=PART_CHECKSUM,
         )
     finally:
         if isinstance(body, bytearray):
             store.buffers.give(body)
-    return {"PartNumber": number, "ETag": sent["ETag"]}
+    return {"PartNumber": number, "ETag": sent["ETag"], "ChecksumCRC32": sent["ChecksumCRC32"]}
 
 
 def _best_effort(call: Callable[[], object], key: str) -> None:
@@ -221,11 +225,19 @@ def _best_effort(call: Callable[[], object], key: str) -> None:
         log.warning("could not clean up the aborted upload to %s: %s", key, error)
 
 
+# Each part of a multipart upload carries its CRC32, which S3 checks as the part arrives, and
+# the object's checksum is composed of the parts' (what boto3's ``upload_file`` does). An
+# upload that names no algorithm gets a full-object CRC64NVME computed when it completes, over
+# the whole object at once: in moto a copy of the object and a checksum after the last part,
+# which made `shelf register` take twice as long as ``upload_file`` (benchmarks/artifacts.py).
+PART_CHECKSUM: Literal["CRC32"] = "CRC32"
+
+
 def _checksums_for(endpoint_url: str | None) -> Literal["when_supported", "when_required"]:
-    """Which requests botocore adds a CRC32 to. Over plain HTTP every request is signed with
-    the sha256 of its body (SigV4), and S3 refuses a body that does not match it: a CRC32 on
-    top checks nothing more and cost a tenth of the API's CPU during an upload. Over HTTPS the
-    body is not signed but streamed with a CRC32 trailer, the part's only checksum: keep it."""
+    """Which other requests botocore adds a CRC32 to (a part always has one). Over plain HTTP
+    every request is signed with the sha256 of its body (SigV4), and S3 refuses a body that
+    does not match it: a CRC32 on top checks nothing more. Over HTTPS the body is not signed
+    but streamed with a CRC32 trailer, its only checksum: keep it."""
     plain_http = endpoint_url is not None and endpoint_url.lower().startswith("http://")
     return "when_required" if plain_http else "when_supported"
 

@@ -48,6 +48,13 @@ class ControllerSettings(Settings):
     )
     gateway_shadow_concurrency: int = Field(default=32, ge=1)
     gateway_shadow_queue: int = Field(default=1024, ge=0)
+    gateway_shadow_busy_target: float = Field(
+        default=0.55,
+        gt=0,
+        le=1,
+        description="Shadow copies are sent only as far as the gateway's event loop stays at "
+        "most this busy (a share of the time), spread evenly; the others are shed first",
+    )
     gateway_shadow_shed_lag_ms: float = Field(
         default=2.0,
         ge=0,

@@ -564,6 +564,7 @@ class GatewayApp:
             settings.gateway_shadow_concurrency,
             self.lag,
             settings.gateway_shadow_shed_lag_ms / 1000.0,
+            settings.gateway_shadow_busy_target,
         )
         self.shadow.start()
         await self.routes.refresh()

@@ -8,7 +8,9 @@ Copies are also shed first when the gateway itself is saturated: while the event
 (:class:`LoopLag` above ``shed_lag_s``) or is busy ``SHED_BUSY_SHARE`` of the time, every copy
 is dropped and counted (reason ``overload``), since each one would take CPU from the champion's
 requests; a copy already queued is dropped the same way when it is taken from the queue in
-such a moment. Copies are sent or queued only after the champion's answer was written
+such a moment. Below that, only the share of copies the loop can afford is sent, spread evenly
+(:class:`CopyAdmission`: the loop kept at most ``busy_target`` busy), the others shed and
+counted the same way. Copies are sent or queued only after the champion's answer was written
 (``GatewayApp.mirror``), so they never delay it. The challenger's outcome goes into its arm's
 statistics, and whether its predicted class equals the champion's into ``compared/agreed``.
 The champion's answer to the same request is recorded when its copy is sent
@@ -31,6 +33,7 @@ from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder
 from controller.gateway.routing import RouteArm
+from controller.gateway.shadow_admission import TARGET_BUSY, CopyAdmission
 from controller.gateway.upstream import Upstream, UpstreamResponse, content_type
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,7 @@ class ShadowMirror:
         concurrency: int,
         lag: LoopLag | None = None,
         shed_lag_s: float = 0.0,
+        busy_target: float = TARGET_BUSY,
     ) -> None:
         self._upstream = upstream
         self._recorder = recorder
@@ -81,6 +85,7 @@ class ShadowMirror:
         self._concurrency = concurrency
         self._lag = lag if shed_lag_s > 0 else None
         self._shed_lag_s = shed_lag_s
+        self.admission = CopyAdmission(busy_target)
         self._running = False
         self._in_flight = 0
         self._taking = False  # ``_take`` is running: a nested call leaves the work to it
@@ -103,7 +108,7 @@ class ShadowMirror:
     def submit(self, copy: ShadowCopy) -> bool:
         """Sends or queues ``copy``; False when it was dropped or shed instead (and counted
         so). Never waits."""
-        if self.overloaded():
+        if self.overloaded() or not self._affordable():
             self.shed += 1
             self._drop(copy, "overload")
             return False
@@ -116,6 +121,15 @@ class ShadowMirror:
                 return True
         self._drop(copy, "queue_full")
         return False
+
+    def _affordable(self) -> bool:
+        """Whether this copy is among the share the loop can afford (always, with shedding
+        switched off)."""
+        lag = self._lag
+        if lag is None:
+            return True
+        self.admission.observe(lag.busy)
+        return self.admission.admit()
 
     def _drop(self, copy: ShadowCopy, reason: str) -> None:
         self.dropped += 1

@@ -72,6 +72,14 @@ def _read_head(connection: socket.socket) -> bytes:
     return head
 
 
+def _json_answer(status: bytes, body: bytes) -> bytes:
+    return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        status,
+        len(body),
+        body,
+    )
+
+
 def _connection(url: str) -> Connection:
     connection = Connection(ClientSettings(url=url))
     assert connection.socket_transfers
@@ -87,10 +95,7 @@ def test_an_answer_sent_before_the_body_is_read_is_the_error_raised(
 
     def refuse(connection: socket.socket) -> None:
         _read_head(connection)
-        connection.sendall(
-            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-        )
+        connection.sendall(_json_answer(b"413 Payload Too Large", body))
         connection.shutdown(socket.SHUT_RDWR)
 
     source = tmp_path / "big.bin"
@@ -109,10 +114,7 @@ def test_an_error_answer_to_a_download_is_its_error(
 
     def missing(connection: socket.socket) -> None:
         _read_head(connection)
-        connection.sendall(
-            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
+        connection.sendall(_json_answer(b"404 Not Found", body))
 
     entry = {"path": "m.bin", "size": 10, "digest": "0" * 64}
     with _connection(raw_server(missing)) as client, pytest.raises(NotFound, match="no file"):
@@ -157,14 +159,7 @@ def test_a_trailer_follows_the_file_both_ways(tmp_path: Path) -> None:
     sent: list[int] = []
     body = FileBody(source, 3_000_000, sent.append, lambda: b"d" * 64, 64)
     assert b"".join(body.chunks()) == b"w" * 3_000_000 + b"d" * 64
-    left, right = socket.socketpair()
-    received = bytearray()
-    with left, right:
-        reader = threading.Thread(target=lambda: _drain(right, received, body.length))
-        reader.start()
-        body.send_to(left.fileno())
-        reader.join(timeout=30)
-    assert bytes(received) == b"w" * 3_000_000 + b"d" * 64
+    assert _sent_over_a_socket(body) == b"w" * 3_000_000 + b"d" * 64
     assert sum(sent) == 2 * 3_000_000  # both passes reported their progress
 
 
@@ -188,20 +183,25 @@ def test_where_sendfile_is_refused_the_file_is_read_and_written(
     source = tmp_path / "weights.bin"
     source.write_bytes(data)
     body = FileBody(source, len(data), trailer=lambda: b"d" * 64, trailer_length=64)
+    assert _sent_over_a_socket(body) == data + b"d" * 64
+    assert calls == [0, 1 << 20]
+
+
+def _sent_over_a_socket(body: FileBody) -> bytes:
+    """What ``body.send_to`` writes to a connected socket, read on the other end."""
     left, right = socket.socketpair()
     received = bytearray()
+
+    def drain() -> None:
+        while len(received) < body.length and (chunk := right.recv(1 << 20)):
+            received.extend(chunk)
+
     with left, right:
-        reader = threading.Thread(target=lambda: _drain(right, received, body.length))
+        reader = threading.Thread(target=drain)
         reader.start()
         body.send_to(left.fileno())
         reader.join(timeout=30)
-    assert calls == [0, 1 << 20]
-    assert bytes(received) == data + b"d" * 64
-
-
-def _drain(connection: socket.socket, into: bytearray, length: int) -> None:
-    while len(into) < length and (chunk := connection.recv(1 << 20)):
-        into += chunk
+    return bytes(received)
 
 
 def test_without_a_socket_of_its_own_the_body_goes_through_httpx(tmp_path: Path) -> None:

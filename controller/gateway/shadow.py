@@ -108,7 +108,8 @@ class ShadowMirror:
     def submit(self, copy: ShadowCopy) -> bool:
         """Sends or queues ``copy``; False when it was dropped or shed instead (and counted
         so). Never waits."""
-        if self.overloaded() or not self._affordable():
+        affordable = self._affordable()  # the controller follows the loop in overloads too
+        if self.overloaded() or not affordable:
             self.shed += 1
             self._drop(copy, "overload")
             return False

@@ -14,9 +14,9 @@ depends only on the order copies arrive in, never on their content. At saturatio
 falls to 0 within a second or two (the shadow's hard guards, loop lag and a 90 % busy share,
 act at once meanwhile); on an idle or lightly loaded gateway it stays at 1.
 
-The default target, 0.55, measured at half of saturation in four runs: 3 to 7 % of the requests
-mirrored, the champion's p99 0.72 to 1.08 of its p99 without mirroring; 0.65 let through 16 to
-26 %, at 1.27 and 1.54.
+The default target, 0.55, measured at half of saturation in five runs: 3 to 10 % of the requests
+mirrored, the champion's p99 0.72 to 1.16 (median 1.05) of its p99 without mirroring; 0.65 let
+through 16 to 26 %, at 1.27 and 1.54.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from registry.auth import Principal
 from registry.config import Role
 from registry.errors import InvalidInput
 from registry.services.blobs import known_sizes, record_blob
-from registry.storage.base import DIGEST_RE, BlobWriter
+from registry.storage.base import DIGEST_LENGTH, DIGEST_RE, BlobWriter
 
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
 
@@ -106,9 +106,6 @@ async def upload_blob_digest_last(
     await asyncio.to_thread(_remember, ctx, digest, stored_size)
     body = BlobOut(digest=digest, size=stored_size, created=True)
     return JSONResponse(body.model_dump(), status_code=201)
-
-
-DIGEST_LENGTH = 64
 
 
 async def _split_trailer(

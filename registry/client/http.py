@@ -161,8 +161,7 @@ class Connection:
                     socket_http.get(self.base_url, path, {**self._headers, **headers})
                 )
             except socket_http.Failed as failed:
-                raise_for_response(failed.answer.as_httpx())
-                raise errors.ShelfError(f"HTTP {failed.answer.status}") from None
+                raise_for_response(failed.answer.as_httpx())  # raises: the status is >= 300
             except httpx.ConnectError as exc:
                 raise Unreachable(f"cannot reach Shelf at {self.base_url} ({exc})") from None
             yield reader

@@ -27,7 +27,7 @@ from registry.client.http import Connection
 from registry.client.socket_http import FileBody, Readable
 from registry.errors import IntegrityError, InvalidInput, ShelfError
 from registry.names import check_manifest_path
-from registry.storage.base import hash_while
+from registry.storage.base import DIGEST_LENGTH, hash_while
 from registry.storage.direct_io import DirectWriter, give_buffer, take_buffer
 
 CHUNK = 1024 * 1024
@@ -171,7 +171,6 @@ def _read_full(body: Readable, view: memoryview) -> int:
 STREAM_HASHED_FROM = 8 * 1024 * 1024
 HASH_HEAD_START_S = 0.1
 HEAD_START_UP_TO = 64 * 1024 * 1024  # hashes in well under HASH_HEAD_START_S
-DIGEST_HEX_LENGTH = 64
 
 
 class _AlreadyStored(Exception):
@@ -224,7 +223,7 @@ def _send_while_hashing(
             size,
             advance,
             trailer=lambda: hashing.result().encode(),
-            trailer_length=DIGEST_HEX_LENGTH,
+            trailer_length=DIGEST_LENGTH,
             stop=stop_if_stored,
         )
         sent = size

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+DIGEST_LENGTH = 64  # hex digits of a sha256, as digest-last uploads end
 CHUNK_SIZE = 1024 * 1024
 
 

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
+from controller.stats import contrast
 from controller.stats.drift import (
     LOG_R_FLOOR,
     SECONDS_PER_WEEK,
@@ -182,6 +183,7 @@ class ShelfWatch:
         self.thresholds: dict[str, float] = {}
         self.log_r: dict[str, list[float]] = {}
         self.windows: dict[str, dict[str, Any]] = {}
+        self.contrasts: dict[str, dict[str, Any]] = {}
         self._arm(self.targets)
         self.baseline: list[ArmStats] = []
 
@@ -213,11 +215,19 @@ class ShelfWatch:
                 observation = observe(target, block.stats)
                 if observation is None:
                     continue
-                log_r = sr_step(self.log_r[key], log_evalues(target, observation))
+                if target.kind == "contrast":
+                    detector = self.contrasts.get(key) or contrast.fresh(target)
+                    self.contrasts[key], statistic = contrast.step(
+                        target, detector, block.index, observation
+                    )
+                    log_r = [statistic]
+                else:
+                    log_r = sr_step(self.log_r[key], log_evalues(target, observation))
             if mixture_statistic(log_r) >= self.thresholds[key]:
                 alarms.add(target.check)
                 log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
                 self.windows.pop(key, None)
+                self.contrasts.pop(key, None)
             self.log_r[key] = log_r
         return alarms
 

@@ -42,7 +42,8 @@ the first period), so the e-values bet against the edge ``mean +- tolerance`` wi
 = max(allowed change, half-width of the estimate)`` (:mod:`controller.stats.drift_targets`). The
 bound above therefore holds for traffic that is unchanged (and for changes smaller than the
 tolerance minus the estimate's error) unless the estimate itself missed by more than its 99.9 %
-half-width.
+half-width. Class shares and the mean confidence avoid that widening: their ``contrast`` targets
+account for the estimate's error exactly (:mod:`controller.stats.contrast`), with the same bound.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ GAUSSIAN_BETS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 MIN_INPUT_SAMPLES = 30  # a block's z-statistic needs the central limit theorem
 SECONDS_PER_WEEK = 7 * 24 * 3600.0
 
-Kind = Literal["bounded", "gaussian"]
+Kind = Literal["bounded", "gaussian", "contrast"]
 Against = Literal["reference", "baseline", "previous"]
 # Which checks mean the model got worse (decayed) rather than its traffic changed (drifting).
 DECAY_CHECKS = frozenset({"error_rate", "latency", "accuracy"})
@@ -73,7 +74,10 @@ class Target:
     ``class:<name>``, ``confidence``, ``accuracy``, ``input:<name>``); ``mean`` is the expected
     value, ``tolerance`` the allowed distance (absolute; in standard deviations of ``scale`` for
     inputs); ``directions`` +1 (an increase is a change), -1 (a decrease) or both; ``cut`` is the
-    latency bucket above which a request counts as slow."""
+    latency bucket above which a request counts as slow. ``contrast`` targets
+    (:mod:`controller.stats.contrast`) take ``scale`` as one observation's standard deviation and
+    ``n`` as the number of observations ``mean`` was estimated from; their tolerance is the
+    allowed change itself, not widened."""
 
     check: str
     against: Against
@@ -83,6 +87,7 @@ class Target:
     directions: tuple[int, ...]
     scale: float = 1.0
     cut: int = 0
+    n: float = 0.0
 
     @property
     def key(self) -> str:
@@ -90,6 +95,8 @@ class Target:
 
     @property
     def width(self) -> int:
+        if self.kind == "contrast":
+            return 1  # one statistic: the largest change time's (see controller.stats.contrast)
         bets = BOUNDED_BETS if self.kind == "bounded" else GAUSSIAN_BETS
         return len(bets) * len(self.directions)
 
@@ -150,6 +157,8 @@ def observe(target: Target, stats: ArmStats) -> Observation | None:
 
 def log_evalues(target: Target, observation: Observation) -> list[float]:
     """log e-value of the block for every (direction, bet), in ``Target.width`` order."""
+    if target.kind == "contrast":
+        raise ValueError(f"{target.key} is a contrast target (controller.stats.contrast.step)")
     out: list[float] = []
     for direction in target.directions:
         if target.kind == "gaussian":

@@ -1,10 +1,13 @@
 """What a champion is compared with: targets from its reference profile and from its own first
 period in production (pure; see :mod:`controller.stats.drift` for the detectors).
 
-Each tolerance is the larger of the allowed change (``Tolerances``) and the 99.9 % half-width of
-the expected value's own estimate (:func:`estimate_halfwidth`), so a reference built from a few
-thousand held-out rows, or a short first period, does not turn sampling error into alarms, and a
-large reference does not blunt the detectors by the sum of both.
+Class shares and the mean confidence are ``contrast`` targets (:mod:`controller.stats.contrast`):
+the expected value's own sampling error enters their test exactly, and their tolerance is the
+allowed change. For the other checks each tolerance is the larger of the allowed change
+(``Tolerances``) and the 99.9 % half-width of the expected value's own estimate
+(:func:`estimate_halfwidth`), so a reference built from a few thousand held-out rows, or a short
+first period, does not turn sampling error into alarms, and a large reference does not blunt the
+detectors by the sum of both.
 
 :func:`group_shares` and :func:`check_weights` split the weekly false-alarm budget across the
 checks (Bonferroni weights, see :mod:`controller.stats.drift`).
@@ -63,6 +66,13 @@ def _bounded(
     return Target(check, against, "bounded", mean, _widened(allowed, variance, n), dirs)
 
 
+def _contrast(
+    check: str, against: Against, moments: tuple[float, float], n: float, allowed: float
+) -> Target:
+    mean, variance = moments
+    return Target(check, against, "contrast", mean, allowed, BOTH, math.sqrt(variance), n=n)
+
+
 def _widened(allowed: float, variance: float, n: float) -> float:
     """The allowed change, or the estimate's own half-width when that is larger."""
     return max(allowed, estimate_halfwidth(variance, n))
@@ -97,12 +107,11 @@ def reference_targets(
         p, labels = float(profile["accuracy"]), float(profile.get("labels") or n)
         targets.append(_bounded("accuracy", against, _rate(p), labels, tol.accuracy, DOWN))
     for name, share in _largest(profile.get("class_frequencies") or {}):
-        check = f"class:{name}"
-        targets.append(_bounded(check, against, _rate(share), n, tol.class_share, BOTH))
+        targets.append(_contrast(f"class:{name}", against, _rate(share), n, tol.class_share))
     histogram = profile.get("confidence_histogram")
     if histogram:
         moments = _histogram_moments([float(x) for x in histogram])
-        targets.append(_bounded("confidence", against, moments, n, tol.confidence, BOTH))
+        targets.append(_contrast("confidence", against, moments, n, tol.confidence))
     for name, summary in sorted((profile.get("inputs") or {}).items())[:MAX_INPUTS]:
         tolerance = _widened(tol.input_sd, 1.0, float(summary["n"]))
         mean, sd = float(summary["mean"]), float(summary["std"])
@@ -131,11 +140,11 @@ def baseline_targets(baseline: ArmStats, tol: Tolerances) -> list[Target]:
     answered = float(sum(baseline.predicted.values()))
     for name, share in _largest(class_shares(baseline.predicted)):
         check = f"class:{name}"
-        targets.append(_bounded(check, "baseline", _rate(share), answered, tol.class_share, BOTH))
+        targets.append(_contrast(check, "baseline", _rate(share), answered, tol.class_share))
     scored = float(sum(baseline.confidence_counts))
     if scored:
         moments = _histogram_moments([c / scored for c in baseline.confidence_counts])
-        targets.append(_bounded("confidence", "baseline", moments, scored, tol.confidence, BOTH))
+        targets.append(_contrast("confidence", "baseline", moments, scored, tol.confidence))
     for name, (count, total, sumsq) in sorted(baseline.inputs.items())[:MAX_INPUTS]:
         if count < MIN_BASELINE_INPUTS:
             continue

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from controller.stats import contrast
 from controller.stats.drift import (
     DECAY_CHECKS,
     LOG_R_FLOOR,
@@ -221,6 +222,7 @@ class ChampionLook:
                 self._finish_baseline(state)
         statistics: dict[str, float] = {}
         windows = state.setdefault("label_windows", {})
+        contrasts = state.setdefault("contrasts", {})
         for target in [target_of(t) for t in state["targets"]]:
             observation = observe(target, stats)
             key = target.key
@@ -230,6 +232,10 @@ class ChampionLook:
                 windows[key], log_r = window_step(label_factors(target), window, block, counts)
             elif observation is None:
                 continue
+            elif target.kind == "contrast":
+                detector = contrasts.get(key) or contrast.fresh(target)
+                contrasts[key], statistic = contrast.step(target, detector, block, observation)
+                log_r = [statistic]
             else:
                 log_r = sr_step(state["log_r"][key], log_evalues(target, observation))
             if observation is not None:
@@ -247,6 +253,7 @@ class ChampionLook:
                 log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
                 if key in windows:
                     windows[key] = fresh_window(target.width)
+                contrasts.pop(key, None)
             state["log_r"][key] = log_r
         row.next_block = block + 1
         self.session.add(
@@ -462,6 +469,7 @@ def acknowledge(session: Session, model: Model, actor: str, now: datetime | None
     state["totals"] = {}
     state = _upgraded(state)
     state["log_r"] = {key: [LOG_R_FLOOR] * len(r) for key, r in state["log_r"].items()}
+    state["contrasts"] = {}
     row.detectors = state
     row.reason = f"acknowledged by {actor}"
     row.updated_at = now or utcnow()

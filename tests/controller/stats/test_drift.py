@@ -197,15 +197,17 @@ def test_latency_check_counts_requests_slower_than_the_baselines_p90() -> None:
 
 
 def test_targets_widen_tolerance_by_the_estimates_own_error() -> None:
-    small = reference_targets(
-        {"samples": 200, "class_frequencies": {"a": 0.3, "b": 0.7}}, Tolerances()
-    )
-    large = reference_targets(
-        {"samples": 200_000, "class_frequencies": {"a": 0.3, "b": 0.7}}, Tolerances()
-    )
+    profile = {"error_rate": 0.3, "class_frequencies": {"a": 0.3, "b": 0.7}}
+    small = reference_targets({"samples": 200, **profile}, Tolerances())
+    large = reference_targets({"samples": 200_000, **profile}, Tolerances())
     # the larger of the allowed change and the estimate's own 99.9 % half-width
     assert small[0].tolerance == pytest.approx(estimate_halfwidth(0.3 * 0.7, 200))
-    assert small[0].tolerance > large[0].tolerance == Tolerances().class_share
+    assert small[0].tolerance > large[0].tolerance == Tolerances().error_rate
+    # class shares carry the estimate's size instead (controller.stats.contrast)
+    share = next(t for t in small if t.check == "class:a")
+    assert (share.check, share.kind, share.n) == ("class:a", "contrast", 200)
+    assert share.tolerance == Tolerances().class_share
+    assert share.scale == pytest.approx(math.sqrt(0.3 * 0.7))
     baseline = ArmStats()
     for i in range(1000):
         baseline.record_response("2xx", 0.01, "a" if i % 3 else "b", 0.8)

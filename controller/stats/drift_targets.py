@@ -70,7 +70,8 @@ def _contrast(
     check: str, against: Against, moments: tuple[float, float], n: float, allowed: float
 ) -> Target:
     mean, variance = moments
-    return Target(check, against, "contrast", mean, allowed, BOTH, math.sqrt(variance), n=n)
+    sd = math.sqrt(max(variance, 0.25 / max(n, 1.0)))  # a share of 0 or 1 is still an estimate
+    return Target(check, against, "contrast", mean, allowed, BOTH, sd, n=n)
 
 
 def _widened(allowed: float, variance: float, n: float) -> float:

@@ -470,6 +470,7 @@ def acknowledge(session: Session, model: Model, actor: str, now: datetime | None
     state = _upgraded(state)
     state["log_r"] = {key: [LOG_R_FLOOR] * len(r) for key, r in state["log_r"].items()}
     state["contrasts"] = {}
+    state["label_windows"] = {}
     row.detectors = state
     row.reason = f"acknowledged by {actor}"
     row.updated_at = now or utcnow()

@@ -168,6 +168,18 @@ def test_accuracy_decay_on_late_labels_is_decay_not_drift(
     report = look(database, settings, "credit", T0 + timedelta(minutes=121))
     assert report.status == "decayed"
     assert any(c.check == "accuracy" and c.state == "alarm" for c in report.checks)
+    # Acknowledged once the model is mended: no evidence of the decay is carried over, not
+    # even the labels held for blocks whose late labels may still come.
+    with database.session() as session:
+        model = session.scalar(select(Model).where(Model.name == "credit"))
+        assert model is not None
+        acknowledge(session, model, "oncall")
+        watch = session.get(ChampionWatch, model.id)
+        assert watch is not None and not watch.detectors["label_windows"]
+    mended = [traffic(rng, 0.3, 0.9, n=1000) for _ in range(5)]
+    put(database, "credit", version, block_at(T0) + 120, mended)
+    report = look(database, settings, "credit", T0 + timedelta(minutes=126))
+    assert report.status == "fresh", report.reason
 
 
 def test_a_champion_past_its_shelf_life_is_stale(

@@ -15,7 +15,8 @@ of the same distribution. Scenarios:
 Methods on the same data:
 
 - ``shelf``: the watch's detectors (``controller.stats.drift``: mixture Shiryaev-Roberts
-  e-detectors of betting e-values against the reference, and against the first
+  e-detectors of betting e-values, and ``controller.stats.contrast``'s change-point contrasts
+  for class shares and the mean confidence, against the reference, and against the first
   ``BASELINE_BLOCKS`` once they have passed, thresholds for at most ``ALPHA_WEEK``
   probability of any false alarm a week over every check), judged block by block;
 - ``naive``: what drift tools do by default: every window of ``WINDOW`` blocks, a fixed test

@@ -28,8 +28,10 @@ the mixture Shiryaev-Roberts detectors, with the same thresholds.
 
 The smallest ``delta`` is twice the policy's allowed change: a change no larger than the
 allowed one loses every bet on average (``delta s - delta^2 / 2 < 0`` for ``s < delta / 2``)
-and is never detected but by the bound's chance. Against the reference, ``V`` never falls below
-``sigma^2 / n0``, so the reference's own error caps the evidence a small offset can build.
+and is never detected but by the bound's chance. An offset ``s`` from the reference that the
+champion has had from its first block builds at most ``n0 (delta s - delta^2 / 2) / sigma^2``
+of evidence however long it serves (``V`` stays above ``sigma^2 / n0``): the reference's own
+size caps what a profile that is a little off can do.
 
 Assumptions, stated as in :mod:`controller.stats.drift`: blocks independent given the past;
 the two means normal (the central limit theorem: a change time is judged only once each side

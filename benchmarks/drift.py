@@ -50,12 +50,11 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from controller.stats import contrast
+from controller.stats.check_step import Detector, step_check
 from controller.stats.drift import (
     LOG_R_FLOOR,
     SECONDS_PER_WEEK,
     Target,
-    log_evalues,
     log_threshold,
     mixture_statistic,
     observe,
@@ -68,7 +67,7 @@ from controller.stats.drift_targets import (
     group_shares,
     reference_targets,
 )
-from controller.stats.late_labels import fresh_window, label_counts, label_factors, window_step
+from controller.stats.late_labels import fresh_window, label_counts, window_step
 from controller.stats.sufficient import CONFIDENCE_BUCKETS, ArmStats
 
 RATE = 2000  # requests per block
@@ -183,8 +182,7 @@ class ShelfWatch:
         self.shares = group_shares(t.against for t in self.targets)
         self.thresholds: dict[str, float] = {}
         self.log_r: dict[str, list[float]] = {}
-        self.windows: dict[str, dict[str, Any]] = {}
-        self.contrasts: dict[str, dict[str, Any]] = {}
+        self.detectors: dict[str, Detector] = {}  # late-label windows, change times
         self._arm(self.targets)
         self.baseline: list[ArmStats] = []
 
@@ -204,31 +202,24 @@ class ShelfWatch:
         alarms = set()
         for target in self.targets:
             key = target.key
-            if target.check == "accuracy":  # as the watcher: late labels with their block
-                window = self.windows.get(key) or fresh_window(target.width)
-                self.windows[key], log_r = window_step(
-                    label_factors(target),
-                    window,
-                    block.index,
-                    label_counts(block.stats, block.index),
-                )
-            else:
-                observation = observe(target, block.stats)
-                if observation is None:
-                    continue
-                if target.kind == "contrast":
-                    detector = self.contrasts.get(key) or contrast.fresh(target)
-                    self.contrasts[key], statistic = contrast.step(
-                        target, detector, block.index, observation
-                    )
-                    log_r = [statistic]
-                else:
-                    log_r = sr_step(self.log_r[key], log_evalues(target, observation))
+            observation = observe(target, block.stats)
+            judged = step_check(
+                target,
+                self.log_r[key],
+                self.detectors.get(key),
+                block.index,
+                block.stats,
+                observation,
+            )
+            if judged is None:
+                continue
+            log_r, detector = judged
+            if detector is not None:
+                self.detectors[key] = detector
             if mixture_statistic(log_r) >= self.thresholds[key]:
                 alarms.add(target.check)
                 log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
-                self.windows.pop(key, None)
-                self.contrasts.pop(key, None)
+                self.detectors.pop(key, None)
             self.log_r[key] = log_r
         return alarms
 

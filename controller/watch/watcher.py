@@ -22,17 +22,15 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from controller.stats import contrast
+from controller.stats.check_step import Detector, step_check
 from controller.stats.drift import (
     DECAY_CHECKS,
     LOG_R_FLOOR,
     MIN_INPUT_SAMPLES,
     Target,
-    log_evalues,
     log_threshold,
     mixture_statistic,
     observe,
-    sr_step,
 )
 from controller.stats.drift_targets import (
     baseline_targets,
@@ -41,12 +39,6 @@ from controller.stats.drift_targets import (
     reference_targets,
     target_json,
     target_of,
-)
-from controller.stats.late_labels import (
-    fresh_window,
-    label_counts,
-    label_factors,
-    window_step,
 )
 from controller.stats.sufficient import ArmStats
 from controller.stats.watch_report import Status, WatchCheck, WatchReport
@@ -221,23 +213,18 @@ class ChampionLook:
             else:
                 self._finish_baseline(state)
         statistics: dict[str, float] = {}
-        windows = state.setdefault("label_windows", {})
-        contrasts = state.setdefault("contrasts", {})
         for target in [target_of(t) for t in state["targets"]]:
             observation = observe(target, stats)
             key = target.key
-            if target.check == "accuracy":  # late labels are judged with their own block
-                window = windows.get(key) or fresh_window(target.width, state["log_r"][key])
-                counts = label_counts(stats, block)
-                windows[key], log_r = window_step(label_factors(target), window, block, counts)
-            elif observation is None:
+            detectors = _detectors(state, target)
+            judged = step_check(
+                target, state["log_r"][key], detectors.get(key), block, stats, observation
+            )
+            if judged is None:
                 continue
-            elif target.kind == "contrast":
-                detector = contrasts.get(key) or contrast.fresh(target)
-                contrasts[key], statistic = contrast.step(target, detector, block, observation)
-                log_r = [statistic]
-            else:
-                log_r = sr_step(state["log_r"][key], log_evalues(target, observation))
+            log_r, detector = judged
+            if detector is not None:
+                detectors[key] = detector
             if observation is not None:
                 n, total = state["totals"].get(key, (0.0, 0.0))
                 mean = observation.observed_mean or 0.0
@@ -251,9 +238,7 @@ class ChampionLook:
                 state["alarms"][key] = alarm
                 self.new_alarms.append(key)
                 log_r = [LOG_R_FLOOR] * len(log_r)  # re-armed
-                if key in windows:
-                    windows[key] = fresh_window(target.width)
-                contrasts.pop(key, None)
+                detectors.pop(key, None)
             state["log_r"][key] = log_r
         row.next_block = block + 1
         self.session.add(
@@ -395,6 +380,13 @@ class ChampionLook:
     def bake_decay(self) -> list[str]:
         """Checks against the previous champion's reference that alarmed at this look."""
         return [k for k in self.new_alarms if k.endswith("@previous")]
+
+
+def _detectors(state: dict[str, Any], target: Target) -> dict[str, Detector]:
+    """Where ``target``'s detector state is kept: the late-label windows of accuracy checks
+    and the change times of contrast checks (both dicts by check key; others hold none)."""
+    kept = "label_windows" if target.check == "accuracy" else "contrasts"
+    return state.setdefault(kept, {})
 
 
 def _upgraded(state: dict[str, Any]) -> dict[str, Any]:

@@ -22,16 +22,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from registry.errors import InvalidInput
+from registry.storage.base import CHUNK_SIZE
 
 CONNECT_TIMEOUT_S = 10.0
 PIECE = 8 * 1024 * 1024  # bytes per sendfile call; ``FileBody.stop`` is asked between pieces
-CHUNK = 1024 * 1024  # bytes per chunk of FileBody.chunks (the httpx path)
 
 
 class Readable(Protocol):
@@ -101,16 +101,8 @@ class FileBody:
 
     def chunks(self) -> Iterator[bytes]:
         """The body in chunks read from the file (for httpx)."""
-        sent = 0
         with self.source.open("rb") as handle:
-            while sent < self.size:
-                self.stop()
-                chunk = handle.read(min(CHUNK, self.size - sent))
-                if not chunk:
-                    raise self._shrank(sent)
-                sent += len(chunk)
-                self.advance(len(chunk))
-                yield chunk
+            yield from self._read(handle, 0)
         yield self._checked_trailer()
 
     def send_to(self, sock: int) -> None:
@@ -120,15 +112,20 @@ class FileBody:
         with self.source.open("rb") as handle:
             sent = self._sendfile(sock, handle.fileno())
             handle.seek(sent)
-            while sent < self.size:
-                self.stop()
-                chunk = handle.read(min(CHUNK, self.size - sent))
-                if not chunk:
-                    raise self._shrank(sent)
+            for chunk in self._read(handle, sent):
                 _write_all(sock, chunk)
-                sent += len(chunk)
-                self.advance(len(chunk))
         _write_all(sock, self._checked_trailer())
+
+    def _read(self, handle: BinaryIO, sent: int) -> Iterator[bytes]:
+        """The file's bytes from ``sent`` (where ``handle`` stands) to ``size``, in chunks."""
+        while sent < self.size:
+            self.stop()
+            chunk = handle.read(min(CHUNK_SIZE, self.size - sent))
+            if not chunk:
+                raise self._shrank(sent)
+            sent += len(chunk)
+            self.advance(len(chunk))
+            yield chunk
 
     def _sendfile(self, sock: int, fd: int) -> int:
         """Bytes sent by ``os.sendfile``: all of them, or as many as before it was refused."""

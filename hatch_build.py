@@ -22,6 +22,7 @@ COMPILED_MODULES = (
     "controller/gateway/app.py",
     "controller/gateway/forced.py",
     "controller/gateway/inputs.py",
+    "controller/gateway/loop_lag.py",
     "controller/gateway/metrics.py",
     "controller/gateway/paths.py",
     "controller/gateway/prediction.py",
@@ -33,6 +34,7 @@ COMPILED_MODULES = (
     "controller/gateway/split.py",
     "controller/gateway/upstream.py",
     "controller/stats/sufficient.py",
+    "controller/strata.py",
 )
 
 # Plain Python semantics: an annotation such as ``float`` stays a hint, never a C double.

@@ -6,7 +6,7 @@
 #   docker run --rm shelf:0.1.0 --help
 #
 # Stage 1 builds a wheel of this checkout, with the gateway's request path compiled by Cython
-# (hatch_build.py: about a quarter less CPU per proxied request), and installs it, with its
+# (hatch_build.py: about a fifth less CPU per proxied request), and installs it, with its
 # dependencies, into a virtual environment at /opt/shelf. Stage 2 is a clean python:3.11-slim
 # that only receives that virtual environment: no compilers, no pip cache, no sources. Every
 # dependency of Shelf ships manylinux wheels; the builder's C compiler is for Shelf's own

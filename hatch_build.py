@@ -5,7 +5,7 @@ always the one that runs. ``HATCH_BUILD_HOOK_ENABLE_CUSTOM=true pip wheel .`` tu
 production image builds so, see the Dockerfile): the modules below are compiled unchanged, with
 their annotations not read as C types, so they behave as the interpreted ones do; each ships
 beside its source, and Python imports the extension first. The gateway then spends about a
-quarter less CPU per proxied request (docs/gateway.md, "Performance")."""
+fifth less CPU per proxied request (docs/gateway.md, "Performance")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The production image's build: the gateway's request path compiled by Cython (hatch_build.py).
 
 Builds that wheel as ``benchmarks/compiled.py`` does, checks that its compiled modules are the
-ones imported, and runs the gateway's tests against it: the compiled code must behave as its
-source does. Needs a C compiler; without one this skips, except under CI=true (a failure)."""
+ones imported, and runs the gateway's tests (and those of the compiled statistics modules)
+against it: the compiled code must behave as its source does. Needs a C compiler; without one
+this skips, except under CI=true (a failure)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ def test_the_gateway_tests_pass_on_the_compiled_build(tmp_path: Path) -> None:
             "no:cacheprovider",
             "--import-mode=append",
             "tests/controller/gateway",
+            "tests/controller/stats/test_sufficient.py",
+            "tests/controller/stats/test_strata.py",
         ],
         capture_output=True,
         text=True,

@@ -111,7 +111,8 @@ def test_a_failed_part_fails_the_upload_and_leaves_nothing(store: S3Store) -> No
 def test_a_mismatch_found_at_commit_aborts_the_parts_already_sent(store: S3Store) -> None:
     PartWatch(store)
     data = os.urandom(17 * MB)
-    claimed = hashlib.sha256(data[:-1] + b"x").hexdigest()
+    # the last byte flipped: a claim never equal to the content's, whatever the random bytes
+    claimed = hashlib.sha256(data[:-1] + bytes([data[-1] ^ 1])).hexdigest()
     writer = store.open_writer(claimed, len(data))
     writer.write_many(_chunks(data))
     with pytest.raises(Exception, match="does not match"):

@@ -16,19 +16,21 @@ import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("controller", "migrations", "registry", "shelf")
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "shelf-compiled"
 
 
 def sources_digest() -> str:
     """Of every file the wheel is built from: a changed module means a new build."""
     digest = hashlib.sha256()
-    files = [ROOT / "pyproject.toml", ROOT / "hatch_build.py"]
-    for package in PACKAGES:
+    pyproject = ROOT / "pyproject.toml"
+    wheel = tomllib.loads(pyproject.read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    files = [pyproject, ROOT / "hatch_build.py"]
+    for package in wheel["packages"]:
         files += sorted((ROOT / package).rglob("*.py"))
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode())

@@ -24,6 +24,7 @@ COMPILED_MODULES = (
     "controller/gateway/inputs.py",
     "controller/gateway/loop_lag.py",
     "controller/gateway/metrics.py",
+    "controller/gateway/outbox.py",
     "controller/gateway/paths.py",
     "controller/gateway/prediction.py",
     "controller/gateway/recorder.py",

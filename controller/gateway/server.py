@@ -32,12 +32,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import cast
 from urllib.parse import unquote
 
 import httptools
 
 from controller.gateway.app import GatewayApp
 from controller.gateway.asgi import Headers, Message, Reply
+from controller.gateway.outbox import Outbox
 from controller.gateway.shadow import ShadowCopy
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,10 @@ class _TooManyHeaders(Exception):
     pass
 
 
-class GatewayProtocol(asyncio.Protocol):
-    """One client connection."""
+class GatewayProtocol:
+    """One client connection. An ``asyncio.Protocol`` by its methods rather than by
+    inheritance, so that the compiled build can make it an extension type (``server.pxd``),
+    which cannot derive from a Python class."""
 
     def __init__(self, server: GatewayServer) -> None:
         self.server = server
@@ -95,6 +99,9 @@ class GatewayProtocol(asyncio.Protocol):
         self.limits = server.limits
         self.max_body = server.app.max_body
         self.loop = asyncio.get_running_loop()
+        outbox = server.outbox
+        assert outbox is not None, "the server makes its outbox before it accepts connections"
+        self.outbox = outbox  # every write and close of the connection, in order
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
@@ -141,6 +148,9 @@ class GatewayProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self._pending.clear()
+
+    def eof_received(self) -> None:
+        """The client closed its side: the transport closes (``connection_lost`` follows)."""
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -227,7 +237,7 @@ class GatewayProtocol(asyncio.Protocol):
                 self._wants_continue = True  # once the answers ahead of it are written
             else:
                 assert self.transport is not None
-                self.transport.write(CONTINUE)
+                self.outbox.write(self.transport, CONTINUE)
 
     def on_body(self, body: bytes) -> None:
         if self._refusing:
@@ -288,10 +298,10 @@ class GatewayProtocol(asyncio.Protocol):
             return None
         if not pending:
             if self._close_when_done:
-                transport.close()
+                self.outbox.close(transport)
             elif self._wants_continue:
                 self._wants_continue = False
-                transport.write(CONTINUE)
+                self.outbox.write(transport, CONTINUE)
             elif self._in_head and self._head_bytes == 0:
                 self._idle_deadline = self.server.now + self.limits.keep_alive_timeout_s
             return None
@@ -409,8 +419,10 @@ class GatewayProtocol(asyncio.Protocol):
         self._write(reply, request.method, request.keep_alive and not self._close_when_done)
 
     def _write(self, reply: Reply, method: str, keep_alive: bool) -> None:
-        """The whole answer in one write; the connection closes after it unless kept alive."""
-        assert self.transport is not None
+        """The whole answer in one write; the connection closes after it unless kept alive.
+        Both through the outbox: made with the iteration's other writes (``outbox``)."""
+        transport = self.transport
+        assert transport is not None
         status, headers, body = reply
         parts = [
             STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
@@ -423,9 +435,9 @@ class GatewayProtocol(asyncio.Protocol):
         parts.append(b"\r\n")
         if method != "HEAD":
             parts.append(body)
-        self.transport.write(b"".join(parts))
+        self.outbox.write(transport, b"".join(parts))
         if not keep_alive:
-            self.transport.close()
+            self.outbox.close(transport)
 
     def _refuse(self, reply: Reply) -> None:
         """Answer ``reply`` after whatever is being answered, then close: the rest of the input
@@ -452,13 +464,13 @@ class GatewayProtocol(asyncio.Protocol):
         elif self._idle_deadline and now >= self._idle_deadline:
             self._idle_deadline = 0.0
             if self.transport is not None and not self._busy and not self._pending:
-                self.transport.close()
+                self.outbox.close(self.transport)
 
     def shutdown(self) -> None:
         """Close now if idle, else after the answer being written."""
         self._close_when_done = True
         if self.transport is not None and not self._busy:
-            self.transport.close()
+            self.outbox.close(self.transport)
 
     @property
     def answering(self) -> bool:
@@ -484,23 +496,25 @@ class GatewayServer:
         self.date_header = _date_header()
         self.now = time.monotonic()  # the clock of the connections' deadlines, per tick
         self.address: tuple[str, int] | None = None
+        self.outbox: Outbox | None = None  # the connections' writes, made once per iteration
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self.outbox = Outbox(loop)
         try:
             await self.app.startup()
         except Exception:
             log.exception("gateway failed to start")
             return
+
+        def protocol() -> asyncio.Protocol:
+            return cast(asyncio.Protocol, GatewayProtocol(self))  # one by its methods
+
         try:
             if sockets:
-                server = await loop.create_server(
-                    lambda: GatewayProtocol(self), sock=sockets[0], backlog=2048
-                )
+                server = await loop.create_server(protocol, sock=sockets[0], backlog=2048)
             else:
-                server = await loop.create_server(
-                    lambda: GatewayProtocol(self), self.host, self.port, backlog=2048
-                )
+                server = await loop.create_server(protocol, self.host, self.port, backlog=2048)
         except OSError as exc:
             log.error("gateway cannot listen on %s:%s: %s", self.host, self.port, exc)
             await self.app.shutdown()

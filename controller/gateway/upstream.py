@@ -33,12 +33,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
 
 from controller.gateway.asgi import RESPONSE_SKIP, Headers
+from controller.gateway.outbox import Outbox
 from registry.outbound import OutboundPolicy
 
 STATUS_CLASSES = ("1xx", "1xx", "2xx", "3xx", "4xx", "5xx")
@@ -131,8 +132,10 @@ class _ConnectionLost(ConnectionError):
         self.received = received
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; the pool hands it to one request at a time."""
+class _Connection:
+    """One keep-alive connection; the pool hands it to one request at a time. An
+    ``asyncio.Protocol`` by its methods rather than by inheritance, so that the compiled build
+    can make it an extension type (``upstream.pxd``), which cannot derive from a Python class."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -154,6 +157,15 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def pause_writing(self) -> None:
+        """Requests are written whole, one per connection at a time: nothing to hold back."""
+
+    def resume_writing(self) -> None:
+        pass
+
+    def eof_received(self) -> None:
+        """The server closed its side: the transport closes (``connection_lost`` follows)."""
 
     def data_received(self, data: bytes) -> None:
         # The waiter hears of a complete answer only once the parser has returned: its callback
@@ -223,8 +235,9 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def send(self, payload: bytes, head_only: bool, waiter: _Waiter) -> None:
-        """Write a request; ``waiter`` learns when its answer is complete, or that it failed."""
+    def send(self, payload: bytes, head_only: bool, waiter: _Waiter, outbox: Outbox) -> None:
+        """Write a request (through ``outbox``, with the iteration's other writes); ``waiter``
+        learns when its answer is complete, or that it failed."""
         assert self.transport is not None
         self.status = 0
         self.headers = []
@@ -235,7 +248,7 @@ class _Connection(asyncio.Protocol):
         self._has_length = False  # until a content-length or transfer-encoding header
         self._head_only = head_only
         self._future = waiter
-        self.transport.write(payload)
+        outbox.write(self.transport, payload)
 
     def response(self, start: float) -> UpstreamResponse:
         """The answer just completed, timed from ``start``."""
@@ -321,14 +334,14 @@ class _Pool:
         error: OSError | None = None
         for host in hosts:
             try:
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(loop),
+                _, protocol = await loop.create_connection(
+                    lambda: cast(asyncio.Protocol, _Connection(loop)),  # one by its methods
                     host,
                     origin.port,
                     ssl=self._ssl,
                     server_hostname=origin.host if self._ssl else None,
                 )
-                return connection
+                return cast(_Connection, protocol)
             except OSError as exc:
                 error = exc
         assert error is not None
@@ -467,6 +480,7 @@ class Upstream:
         # system call per call on Python 3.11 (its check for a fork).
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[UpstreamResponse]] = set()  # calls run as coroutines
+        self._outbox: Outbox | None = None  # with the loop
 
     def _pool(self, base_url: str) -> _Pool:
         pool = self._pools.get(base_url)
@@ -494,7 +508,14 @@ class Upstream:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+            self._outbox = Outbox(loop)
         return loop
+
+    def _writes(self) -> Outbox:
+        """The requests' writes, made once per iteration of the running loop (``outbox``)."""
+        self._running_loop()
+        assert self._outbox is not None
+        return self._outbox
 
     def send(
         self,
@@ -527,7 +548,7 @@ class Upstream:
         if self._sweeper is None:
             loop = self._running_loop()
             self._sweeper = loop.call_later(self._tick_s, self._sweep, loop)
-        connection.send(payload, head_only, exchange)
+        connection.send(payload, head_only, exchange, self._outbox or self._writes())
 
     def _spawn(self, call: Coroutine[Any, Any, UpstreamResponse], on_done: Answered) -> None:
         """Run ``call`` as a task; ``on_done`` gets its answer (a connection error if the task
@@ -575,7 +596,7 @@ class Upstream:
                     loop, max(deadline - time.perf_counter(), 0.001)
                 )
                 future: asyncio.Future[None] = loop.create_future()
-                connection.send(payload, head_only, future)
+                connection.send(payload, head_only, future, self._outbox or self._writes())
                 self._deadlines[future] = deadline
                 if self._sweeper is None:
                     self._sweeper = loop.call_later(self._tick_s, self._sweep, loop)
@@ -621,3 +642,4 @@ class Upstream:
             pool.close()
         self._pools.clear()
         self._loop = None
+        self._outbox = None

@@ -2,8 +2,12 @@
 # type, its state struct fields and its answering steps direct C calls. Every attribute stays
 # readable and writable from Python as before.
 
+from controller.gateway.outbox cimport Outbox
+
+
 cdef class GatewayProtocol:
-    cdef public object server, app, limits, max_body, loop, outbox, parser, transport, client
+    cdef public Outbox outbox
+    cdef public object server, app, limits, max_body, loop, parser, transport, client
     cdef public object _target, _headers, _body, _body_size, _declared, _head_bytes
     cdef public object _pending, _answering, _own, _on_answer
     cdef public bint _expects, _in_head, _refusing, _wants_continue, _busy, _in_next

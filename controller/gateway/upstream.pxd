@@ -2,13 +2,16 @@
 # types, their attributes struct fields and their hot methods direct C calls. Every attribute
 # stays a Python object, readable and writable from Python as before.
 
+from controller.gateway.outbox cimport Outbox
+
+
 cdef class _Connection:
     cdef public object _loop, transport, _parser, _future, status, headers, body
     cdef public bint closed, reused, _finished, _head_only, keep_alive, _received
     cdef public bint _headers_done, _has_length
     cpdef _complete(self)
     cpdef _fail(self, exc)
-    cpdef send(self, payload, head_only, waiter, outbox)
+    cpdef send(self, payload, head_only, waiter, Outbox outbox)
     cpdef response(self, start)
     cpdef close(self)
 
@@ -28,6 +31,9 @@ cdef class _Exchange:
 
 cdef class Upstream:
     cdef public object _limit, _timeout_s, _outbound, _pools, _ssl, _deadlines, _tick_s
-    cdef public object _sweeper, _loop, _tasks, _outbox
+    cdef public object _sweeper, _loop, _tasks
+    cdef public Outbox _outbox
+    cpdef Outbox _writes(self)
     cpdef _Pool _pool(self, base_url)
     cpdef _running_loop(self)
+    cpdef send(self, method, base_url, path, headers, body, on_done)

@@ -4,8 +4,11 @@ Off by default, so an editable install and a plain wheel stay pure Python and an
 always the one that runs. ``HATCH_BUILD_HOOK_ENABLE_CUSTOM=true pip wheel .`` turns it on (the
 production image builds so, see the Dockerfile): the modules below are compiled unchanged, with
 their annotations not read as C types, so they behave as the interpreted ones do; each ships
-beside its source, and Python imports the extension first. The gateway then spends about a
-fifth less CPU per proxied request (docs/gateway.md, "Performance")."""
+beside its source, and Python imports the extension first. Where a module has a ``.pxd`` beside
+it (Cython's "augmenting" declarations), the classes it names become extension types: their
+attributes, still Python objects, sit in fixed slots rather than a dict, and the methods it
+declares ``cpdef`` are called directly from C. The gateway then spends about a quarter less CPU
+per proxied request (docs/gateway.md, "Performance")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The production image's build: the gateway's request path compiled by Cython (hatch_build.py).
 
 Builds that wheel as ``benchmarks/compiled.py`` does, checks that its compiled modules are the
-ones imported, and runs the gateway's tests (and those of the compiled statistics modules)
-against it: the compiled code must behave as its source does. Needs a C compiler; without one
+ones imported and that the classes its ``.pxd`` files declare are extension types, and runs the
+gateway's tests (and those of the compiled statistics modules) against it: the compiled code
+must behave as its source does. Needs a C compiler; without one
 this skips, except under CI=true (a failure)."""
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ names = [
     for path in sorted(tree.rglob("*.so"))
 ]
 print(json.dumps({name: importlib.import_module(name).__file__ for name in names}))
+"""
+
+# The classes that ``.pxd`` files declare: extension types in the compiled build, which hold
+# their attributes in fixed slots (no instance ``__dict__``) and, unlike a Python class, refuse
+# a new attribute. Prints the names of those that are not.
+EXTENSION_TYPES = """
+import importlib, pathlib, re, sys
+root = pathlib.Path(sys.argv[1])
+plain = []
+for pxd in sorted((root / "controller").rglob("*.pxd")):
+    module = importlib.import_module(".".join(pxd.relative_to(root).with_suffix("").parts))
+    for name in re.findall(r"^cdef class (\\w+)", pxd.read_text(), re.M):
+        cls = getattr(module, name)
+        if "__dict__" in dir(cls) or cls.__dictoffset__ or not module.__file__.endswith(".so"):
+            plain.append(f"{module.__name__}.{name}")
+print(" ".join(plain))
 """
 
 
@@ -61,6 +78,15 @@ def test_the_gateway_tests_pass_on_the_compiled_build(tmp_path: Path) -> None:
         "controller.gateway.upstream",
     } <= imported.keys()
     assert all(file.startswith(tree) and file.endswith(".so") for file in imported.values())
+    declared = subprocess.run(
+        [sys.executable, "-c", EXTENSION_TYPES, str(ROOT)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert declared.returncode == 0, declared.stderr[-3000:]
+    assert declared.stdout.strip() == "", f"not extension types: {declared.stdout}"
 
     tests = subprocess.run(
         [

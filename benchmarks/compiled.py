@@ -25,13 +25,14 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "shelf-compiled"
 
 
 def sources_digest() -> str:
-    """Of every file the wheel is built from: a changed module means a new build."""
+    """Of every file the wheel is built from: a changed module or declaration (``.pxd``) means a
+    new build."""
     digest = hashlib.sha256()
     pyproject = ROOT / "pyproject.toml"
     wheel = tomllib.loads(pyproject.read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
     files = [pyproject, ROOT / "hatch_build.py"]
     for package in wheel["packages"]:
-        files += sorted((ROOT / package).rglob("*.py"))
+        files += sorted(p for p in (ROOT / package).rglob("*") if p.suffix in (".py", ".pxd"))
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())

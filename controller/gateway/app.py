@@ -530,6 +530,7 @@ class GatewayApp:
     def _routes_changed(self, table: RoutingTable) -> None:
         self.metrics.set_weights({name: route.weight_bp for name, route in table.items()})
         self.recorder.set_clocks(clocks_of(table))
+        self.lag.measure(any(route.mirror for route in table.values()))  # only the shadow reads it
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -10,6 +10,11 @@ or waiting for a CPU to run on (its *busy* share, from the scheduler's
 ``/proc/thread-self/schedstat``; CPU time alone where that is missing) sees that, and is not
 fooled by other processes taking the CPU. Both are cheap (one timer and one read per interval,
 nothing per request) and need no tuning to the machine.
+
+Only the shadow reads them, so the gateway pauses the probe while no route mirrors
+(:meth:`LoopLag.measure`): its 100 timers a second were most of an idle gateway's CPU (20 ms a
+second of it, profiled), and a fifth of what the gateway spent per request at 500 requests a
+second.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import time
 
 BUSY_SMOOTHING = 0.3  # weight of the newest tick in the busy share (about 3 ticks of memory)
+PAUSED_CHECK_S = 0.5  # while paused, how often the probe looks whether it should stop
 
 
 class LoopLag:
@@ -31,13 +37,29 @@ class LoopLag:
         self.interval_s = interval_s
         self.lag_s = 0.0
         self.busy = 0.0
+        self.measuring = True
+        self._resume: asyncio.Event | None = None
+
+    def measure(self, wanted: bool) -> None:
+        """Tick while ``wanted`` (something reads the signals); paused, both read 0, and a
+        resumed probe starts afresh, as at startup."""
+        self.measuring = wanted
+        if wanted and self._resume is not None:
+            self._resume.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         interval = self.interval_s
         schedstat = _open_schedstat()  # of this thread, the loop's
+        self._resume = resume = asyncio.Event()
         try:
             while not stop.is_set():
+                if not self.measuring:
+                    self.lag_s = self.busy = 0.0
+                    resume.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(resume.wait(), PAUSED_CHECK_S)
+                    continue
                 start = loop.time()
                 used = _busy_s(schedstat)
                 await asyncio.sleep(interval)
@@ -47,6 +69,7 @@ class LoopLag:
                 share = min((_busy_s(schedstat) - used) / wall, 1.0) if wall > 0 else 0.0
                 self.busy += BUSY_SMOOTHING * (share - self.busy)
         finally:
+            self._resume = None
             if schedstat is not None:
                 os.close(schedstat)
 

@@ -1,6 +1,7 @@
 """Shadow copies are shed first when the gateway is saturated: while its event loop runs late,
 every copy is dropped and counted (reason ``overload``) instead of queued; on a loop with time
-to spare they are queued. The lag itself follows a blocked loop. At most ``concurrency`` copies
+to spare they are queued. The lag itself follows a blocked loop, and is probed only while a
+route mirrors. At most ``concurrency`` copies
 are in flight, the rest wait in the bounded queue."""
 
 from __future__ import annotations
@@ -8,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from controller.config import ControllerSettings
+from controller.gateway.app import GatewayApp
 from controller.gateway.asgi import Headers
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
-from controller.gateway.routing import RouteArm
+from controller.gateway.routing import Route, RouteArm
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
 from controller.gateway.upstream import UpstreamResponse
+from registry.db.session import Database
 
 ARM = RouteArm("challenger", 1, 2, 2, "http://127.0.0.1:9", None, "2", b"2")
 
@@ -94,6 +99,55 @@ def test_loop_lag_follows_a_blocked_loop_and_recovers() -> None:
     blocked, recovered = asyncio.run(scenario())
     assert blocked >= 0.01  # 50 ms late, halved per 5 ms interval since
     assert recovered < blocked / 2
+
+
+def spin(seconds: float) -> None:
+    """Keep the loop's thread on the CPU (busy, where ``time.sleep`` would be idle)."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+def test_a_paused_probe_reads_zero_and_a_resumed_one_follows_the_loop_again() -> None:
+    async def scenario() -> tuple[float, float, float, float]:
+        lag = LoopLag(interval_s=0.005)
+        stop = asyncio.Event()
+        task = asyncio.create_task(lag.run(stop))
+        await asyncio.sleep(0.05)
+        lag.measure(False)  # no route mirrors
+        await asyncio.sleep(0.02)
+        spin(0.05)  # a busy loop, unseen while paused
+        await asyncio.sleep(0.01)
+        paused = (lag.lag_s, lag.busy)
+        lag.measure(True)  # a shadow starts: the probe resumes at once, not after its check
+        await asyncio.sleep(0.03)
+        spin(0.05)
+        await asyncio.sleep(0.01)
+        resumed = (lag.lag_s, lag.busy)
+        stop.set()
+        await asyncio.wait_for(task, 2)
+        return *paused, *resumed
+
+    paused_lag, paused_busy, resumed_lag, resumed_busy = asyncio.run(scenario())
+    assert (paused_lag, paused_busy) == (0.0, 0.0)
+    assert resumed_lag >= 0.01 and resumed_busy > 0.1
+
+
+def test_the_probe_runs_only_while_a_route_mirrors(tmp_path: Path) -> None:
+    settings = ControllerSettings(home=tmp_path, secret_key="test-secret-key-0123456789")
+    database = Database(settings.resolved_database_url)
+    app = GatewayApp(settings, database)
+    arm = RouteArm("champion", 0, 1, 1, "http://127.0.0.1:9", None, "1", b"1")
+    routes = {
+        "m": Route("m", 1, arm, arm, 0, True, 7, "shadow", "shadowing"),
+        "n": Route("n", 2, arm, None, 0, False, None, None, None),
+    }
+    app._routes_changed(routes)
+    assert app.lag.measuring
+    app._routes_changed({"n": routes["n"]})
+    assert not app.lag.measuring
+    app.routes.close()
+    database.dispose()
 
 
 def test_copies_are_shed_while_the_loop_is_busy_though_on_time() -> None:

@@ -3,8 +3,8 @@
 Builds that wheel as ``benchmarks/compiled.py`` does, checks that its compiled modules are the
 ones imported and that the classes its ``.pxd`` files declare are extension types, and runs the
 gateway's tests (and those of the compiled statistics modules) against it: the compiled code
-must behave as its source does. Needs a C compiler; without one
-this skips, except under CI=true (a failure)."""
+must behave as its source does. Needs a C compiler; without one this skips, except under
+CI=true (a failure)."""
 
 from __future__ import annotations
 

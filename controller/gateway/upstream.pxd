@@ -1,6 +1,6 @@
-# Declarations for the compiled build only (hatch_build.py): the hot classes become extension
-# types, their attributes struct fields and their hot methods direct C calls. Every attribute
-# stays a Python object, readable and writable from Python as before.
+# For the compiled build only (hatch_build.py): the upstream client's classes become extension
+# types, their state struct fields and their hot methods direct C calls. Every attribute stays
+# readable and writable from Python as before.
 
 from controller.gateway.outbox cimport Outbox
 

@@ -1,8 +1,8 @@
 """Shadow copies are shed first when the gateway is saturated: while its event loop runs late,
 every copy is dropped and counted (reason ``overload``) instead of queued; on a loop with time
 to spare they are queued. The lag itself follows a blocked loop, and is probed only while a
-route mirrors. At most ``concurrency`` copies
-are in flight, the rest wait in the bounded queue."""
+route mirrors. At most ``concurrency`` copies are in flight, the rest wait in the bounded
+queue."""
 
 from __future__ import annotations
 

@@ -7,3 +7,4 @@ cdef class Outbox:
     cpdef write(self, transport, data)
     cpdef close(self, transport)
     cpdef flush(self)
+    cdef _schedule(self)

@@ -38,15 +38,18 @@ class Outbox:
         """``transport.write(data)`` once the loop's current callbacks have run."""
         self._held.append((transport, data))
         if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
+            self._schedule()
 
     def close(self, transport: asyncio.WriteTransport) -> None:
         """``transport.close()`` after the writes held for it (which it still sends)."""
         self._held.append((transport, None))
         if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """The flush, once per iteration: the first hold of an iteration asks for it."""
+        self._scheduled = True
+        self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Make the held writes and closes now; those for a transport already closing are

@@ -2,11 +2,13 @@
 # types, their state struct fields and the steps of settling an answer direct C calls. Every
 # attribute stays readable and writable from Python as before.
 
+from controller.gateway.paths cimport TargetCache
 from controller.gateway.upstream cimport Upstream
 
 
 cdef class GatewayApp:
     cdef public Upstream upstream
+    cdef public TargetCache targets
     cdef public object settings, database, metrics, parser, signer, recorder, _input_sampler
     cdef public object routes, feedback, max_body, authenticator, forcing, lag
     cdef public object shadow, in_flight, _stop, _tasks, _reserved

@@ -45,7 +45,7 @@ from controller.gateway.forced import (
 from controller.gateway.inputs import InputSampler, input_summaries
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
-from controller.gateway.paths import UnsafePath, split_target
+from controller.gateway.paths import TargetCache, UnsafePath
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder, default_replica_id
 from controller.gateway.request_id import RequestIdSigner
@@ -107,6 +107,7 @@ class GatewayApp:
         self.authenticator = Authenticator(settings.all_tokens())
         self.forcing = ForcedArmPolicy(settings.gateway_forced_arm, self.authenticator)
         self.lag = LoopLag()
+        self.targets = TargetCache()
         self.upstream: Upstream | None = None
         self.shadow: ShadowMirror | None = None
         self.in_flight = 0
@@ -199,7 +200,7 @@ class GatewayApp:
         (each wake-up was a few µs of the gateway's CPU per request, profiled). ``done`` runs
         once, maybe before this returns (an error answered by the gateway itself)."""
         try:
-            model, upstream_path = split_target(raw_path)
+            model, upstream_path = self.targets.split(raw_path)
         except UnsafePath as exc:
             self.metrics.rejected.labels("bad_path").inc()
             done(error_reply(400, "bad_request", str(exc)), None)

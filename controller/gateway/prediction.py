@@ -74,6 +74,17 @@ def _all_numbers(row: list[Any]) -> bool:
     return True
 
 
+def _datatype(output: dict[str, Any]) -> str:
+    return str(output.get("datatype", "")).upper()
+
+
+def _row_width(output: dict[str, Any], data: list[Any]) -> int:
+    """The last dimension of a flattened output's shape (its rows' width), else its length."""
+    shape = output.get("shape")
+    width = shape[-1] if isinstance(shape, list) and shape else len(data)
+    return width if isinstance(width, int) and width >= 1 else len(data)
+
+
 def parse_oip(document: Any) -> Prediction:
     outputs = document.get("outputs") if isinstance(document, dict) else None
     if not isinstance(outputs, list):
@@ -87,23 +98,20 @@ def parse_oip(document: Any) -> Prediction:
         data = output.get("data")
         if not isinstance(data, list) or not data:
             continue
-        if isinstance(data[0], list):  # nested rather than flattened: take the first row
+        nested = isinstance(data[0], list)
+        if nested:  # nested rather than flattened: take the first row
             data = data[0]
             if not data:
                 continue
-            width = len(data)
-        else:
-            shape = output.get("shape")
-            width = shape[-1] if isinstance(shape, list) and shape else len(data)
-            if not isinstance(width, int) or width < 1:
-                width = len(data)
         first = data[0]
-        datatype = str(output.get("datatype", "")).upper()
-        if datatype == "BYTES" or isinstance(first, str):
+        # Strings are a label whatever the datatype says: it is read (and upper-cased) only
+        # for other data.
+        datatype = None if isinstance(first, str) else _datatype(output)
+        if datatype is None or datatype == "BYTES":
             if label is None:
                 label = _as_class(first)
-        elif datatype.startswith("FP") or isinstance(first, float):
-            row = data[:width]
+        elif isinstance(first, float) or datatype.startswith("FP"):
+            row = data if nested else data[: _row_width(output, data)]
             if len(row) >= 2:
                 if argmax is None and _all_numbers(row):
                     best = max(row)  # the first maximal element, as an argmax would pick

@@ -25,7 +25,6 @@ import os
 import time
 
 BUSY_SMOOTHING = 0.3  # weight of the newest tick in the busy share (about 3 ticks of memory)
-PAUSED_CHECK_S = 0.5  # while paused, how often the probe looks whether it should stop
 
 
 class LoopLag:
@@ -52,13 +51,19 @@ class LoopLag:
         interval = self.interval_s
         schedstat = _open_schedstat()  # of this thread, the loop's
         self._resume = resume = asyncio.Event()
+        stopped = loop.create_task(stop.wait())
         try:
             while not stop.is_set():
                 if not self.measuring:
+                    # Paused: asleep until resumed or stopped, no timer at all (an idle
+                    # gateway's every wake-up costs it CPU).
                     self.lag_s = self.busy = 0.0
                     resume.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(resume.wait(), PAUSED_CHECK_S)
+                    resumed = loop.create_task(resume.wait())
+                    try:
+                        await asyncio.wait((resumed, stopped), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        resumed.cancel()
                     continue
                 start = loop.time()
                 used = _busy_s(schedstat)
@@ -69,6 +74,7 @@ class LoopLag:
                 share = min((_busy_s(schedstat) - used) / wall, 1.0) if wall > 0 else 0.0
                 self.busy += BUSY_SMOOTHING * (share - self.busy)
         finally:
+            stopped.cancel()
             self._resume = None
             if schedstat is not None:
                 os.close(schedstat)

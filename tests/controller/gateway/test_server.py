@@ -394,3 +394,25 @@ def test_targets_that_are_not_paths_are_answered(running: Running) -> None:
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b'"path":"example.com:443"' in answer
+
+
+def test_the_tick_keeps_deadlines_to_a_tenth_and_wakes_an_idle_server_rarely() -> None:
+    assert ServerLimits().tick_s == 0.5  # 5 s keep-alive: twice a second, not ten times
+    assert ServerLimits(header_timeout_s=1.0, keep_alive_timeout_s=30.0).tick_s == 0.1
+    assert ServerLimits(header_timeout_s=60.0, keep_alive_timeout_s=60.0).tick_s == 1.0
+
+
+def test_an_idle_server_told_to_exit_stops_before_its_next_tick() -> None:
+    limits = ServerLimits(header_timeout_s=60.0, keep_alive_timeout_s=60.0)  # a 1 s tick
+    server = Running(limits)
+    server.thread.start()
+    deadline = time.monotonic() + 10
+    while not server.server.started:
+        assert time.monotonic() < deadline and server.thread.is_alive()
+        time.sleep(0.01)
+    time.sleep(0.05)  # the serve loop is waiting out its tick
+    started = time.monotonic()
+    server.server.should_exit = True  # from another thread, as shelf.runner's tests do
+    server.thread.join(timeout=15)
+    assert not server.thread.is_alive()
+    assert time.monotonic() - started < 0.5

@@ -252,3 +252,19 @@ def test_at_most_concurrency_copies_are_in_flight_and_the_queue_is_bounded() -> 
         await shadow.stop(1.0)
 
     asyncio.run(scenario())
+
+
+def test_a_paused_probe_sleeps_until_stopped_and_then_ends_at_once() -> None:
+    async def scenario() -> float:
+        lag = LoopLag(interval_s=0.005)
+        stop = asyncio.Event()
+        lag.measure(False)
+        task = asyncio.create_task(lag.run(stop))
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        started = time.perf_counter()
+        stop.set()
+        await asyncio.wait_for(task, 2)
+        return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < 0.1  # no polling interval to wait out

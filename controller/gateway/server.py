@@ -68,7 +68,7 @@ class ServerLimits:
     def tick_s(self) -> float:
         """How often the server's clock and the connections' deadlines are checked: a tenth
         of the shortest timeout, so a deadline is kept to within a tenth (at most a second).
-        Each tick wakes an idle gateway; ten a second were half of its CPU (profiled)."""
+        Each tick wakes an idle gateway: ten a second were much of its CPU (profiled)."""
         return min(MAX_TICK_S, min(self.header_timeout_s, self.keep_alive_timeout_s) / 10)
 
 

@@ -106,14 +106,20 @@ def limits() -> ServerLimits:
     )
 
 
-@pytest.fixture
-def running(limits: ServerLimits) -> Iterator[Running]:
+def started(limits: ServerLimits) -> Running:
+    """A server on its own thread, listening."""
     server = Running(limits)
     server.thread.start()
     deadline = time.monotonic() + 10
     while not server.server.started:
         assert time.monotonic() < deadline and server.thread.is_alive()
         time.sleep(0.01)
+    return server
+
+
+@pytest.fixture
+def running(limits: ServerLimits) -> Iterator[Running]:
+    server = started(limits)
     yield server
     server.server.should_exit = True
     server.thread.join(timeout=15)
@@ -403,16 +409,10 @@ def test_the_tick_keeps_deadlines_to_a_tenth_and_wakes_an_idle_server_rarely() -
 
 
 def test_an_idle_server_told_to_exit_stops_before_its_next_tick() -> None:
-    limits = ServerLimits(header_timeout_s=60.0, keep_alive_timeout_s=60.0)  # a 1 s tick
-    server = Running(limits)
-    server.thread.start()
-    deadline = time.monotonic() + 10
-    while not server.server.started:
-        assert time.monotonic() < deadline and server.thread.is_alive()
-        time.sleep(0.01)
+    server = started(ServerLimits(header_timeout_s=60.0, keep_alive_timeout_s=60.0))  # 1 s tick
     time.sleep(0.05)  # the serve loop is waiting out its tick
-    started = time.monotonic()
+    told = time.monotonic()
     server.server.should_exit = True  # from another thread, as shelf.runner's tests do
     server.thread.join(timeout=15)
     assert not server.thread.is_alive()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - told < 0.5

@@ -51,6 +51,7 @@ _NOTED = frozenset({b"content-length", b"expect"})  # request headers the server
 MAX_PIPELINED = 16  # parsed requests waiting behind the one being answered; reading pauses
 DRAIN_S = 10.0  # how long shutdown waits for connections still answering
 MAX_TICK_S = 1.0  # the longest the server goes without refreshing its clock, date, deadlines
+MIN_TICK_S = 0.01  # however short a timeout: a tick more often would keep the loop busy
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,10 @@ class ServerLimits:
     @property
     def tick_s(self) -> float:
         """How often the server's clock and the connections' deadlines are checked: a tenth
-        of the shortest timeout, so a deadline is kept to within a tenth (at most a second).
-        Each tick wakes an idle gateway: ten a second were much of its CPU (profiled)."""
-        return min(MAX_TICK_S, min(self.header_timeout_s, self.keep_alive_timeout_s) / 10)
+        of the shortest timeout (between 10 ms and 1 s), so a deadline is kept to within a
+        tenth. Each tick wakes an idle gateway: ten a second were much of its CPU (profiled)."""
+        shortest = min(self.header_timeout_s, self.keep_alive_timeout_s)
+        return max(MIN_TICK_S, min(MAX_TICK_S, shortest / 10))
 
 
 def plain_reply(status: int, message: str) -> Reply:

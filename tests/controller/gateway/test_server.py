@@ -406,6 +406,7 @@ def test_the_tick_keeps_deadlines_to_a_tenth_and_wakes_an_idle_server_rarely() -
     assert ServerLimits().tick_s == 0.5  # 5 s keep-alive: twice a second, not ten times
     assert ServerLimits(header_timeout_s=1.0, keep_alive_timeout_s=30.0).tick_s == 0.1
     assert ServerLimits(header_timeout_s=60.0, keep_alive_timeout_s=60.0).tick_s == 1.0
+    assert ServerLimits(header_timeout_s=0.001).tick_s == 0.01  # never a busy loop
 
 
 def test_an_idle_server_told_to_exit_stops_before_its_next_tick() -> None:

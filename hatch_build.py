@@ -33,6 +33,7 @@ COMPILED_MODULES = (
     "controller/gateway/prediction.py",
     "controller/gateway/recorder.py",
     "controller/gateway/request_id.py",
+    "controller/gateway/route.py",
     "controller/gateway/server.py",
     "controller/gateway/shadow.py",
     "controller/gateway/shadow_admission.py",

@@ -332,25 +332,31 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def tree_cpu_s(root: int) -> float:
-    """User + system CPU seconds used so far by ``root`` and its descendants."""
-    total = 0
+def tree_cpu_s(root: int) -> tuple[float, float]:
+    """User and system CPU seconds used so far by ``root`` and its descendants."""
+    user = system = 0
     for pid in process_tree(root):
         fields = _stat(pid)
         if fields is not None:
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
+            user += int(fields[11])  # utime
+            system += int(fields[12])  # stime
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
 
 
 def measure(
     url: str, concurrency: int, duration: float, script: Path, pid: int | None = None
 ) -> dict[str, float]:
-    """wrk's figures, plus the CPU milliseconds per request of process tree ``pid``."""
-    before = tree_cpu_s(pid) if pid else 0.0
+    """wrk's figures, plus the CPU milliseconds per request of process tree ``pid``: in all,
+    in user space and in the kernel (the system calls, and the wake-ups of the peers a write
+    reaches, which are charged to the writer)."""
+    user_before, system_before = tree_cpu_s(pid) if pid else (0.0, 0.0)
     result = load_wrk(url, concurrency, duration, script)
     if pid:
-        used = tree_cpu_s(pid) - before
-        result["cpu_ms_per_req"] = used * 1000.0 / max(result["requests"], 1.0)
+        user_after, system_after = tree_cpu_s(pid)
+        per_request = 1000.0 / max(result["requests"], 1.0)
+        result["cpu_user_ms_per_req"] = (user_after - user_before) * per_request
+        result["cpu_sys_ms_per_req"] = (system_after - system_before) * per_request
+        result["cpu_ms_per_req"] = result["cpu_user_ms_per_req"] + result["cpu_sys_ms_per_req"]
     return result
 
 
@@ -366,9 +372,10 @@ def pooled(runs: list[dict[str, float]]) -> dict[str, float]:
         "errors": sum(r["errors"] for r in runs),
         "loadgen_busy": max(r["loadgen_busy"] for r in runs),
     }
-    if all("cpu_ms_per_req" in r for r in runs):
-        cpu_ms = sum(r["cpu_ms_per_req"] * r["requests"] for r in runs)
-        result["cpu_ms_per_req"] = cpu_ms / max(requests, 1.0)
+    for figure in ("cpu_ms_per_req", "cpu_user_ms_per_req", "cpu_sys_ms_per_req"):
+        if all(figure in r for r in runs):
+            cpu_ms = sum(r[figure] * r["requests"] for r in runs)
+            result[figure] = cpu_ms / max(requests, 1.0)
     return result
 
 
@@ -475,6 +482,8 @@ def row(
         "added_p99_ms": round(through["p99_ms"] - direct["p99_ms"], 3),
         "gateway_errors": through["errors"],
         "cpu_ms_per_req": round(through["cpu_ms_per_req"], 4),
+        "cpu_user_ms_per_req": round(through["cpu_user_ms_per_req"], 4),
+        "cpu_sys_ms_per_req": round(through["cpu_sys_ms_per_req"], 4),
     }
     if nginx is not None:
         result.update(
@@ -483,6 +492,8 @@ def row(
             nginx_added_p50_ms=round(nginx["p50_ms"] - direct["p50_ms"], 3),
             nginx_added_p99_ms=round(nginx["p99_ms"] - direct["p99_ms"], 3),
             nginx_cpu_ms_per_req=round(nginx["cpu_ms_per_req"], 4),
+            nginx_cpu_user_ms_per_req=round(nginx["cpu_user_ms_per_req"], 4),
+            nginx_cpu_sys_ms_per_req=round(nginx["cpu_sys_ms_per_req"], 4),
             cpu_ratio_vs_nginx=ratio(through["cpu_ms_per_req"], nginx["cpu_ms_per_req"]),
         )
     return result
@@ -614,6 +625,24 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _cpu_split(r: dict[str, Any], with_nginx: bool) -> str:
+    """Where a row's CPU per request went: user space (the proxy's own code) and the kernel."""
+    gateway = f"gw user {r['cpu_user_ms_per_req']:.4f} + sys {r['cpu_sys_ms_per_req']:.4f} ms/req"
+    if not with_nginx:
+        return gateway
+    ratios = [
+        _fmt(r[f"cpu_{part}_ms_per_req"] / nginx if nginx else None, ".2f")
+        for part, nginx in (
+            ("user", r["nginx_cpu_user_ms_per_req"]),
+            ("sys", r["nginx_cpu_sys_ms_per_req"]),
+        )
+    ]
+    return (
+        f"{gateway}; nginx user {r['nginx_cpu_user_ms_per_req']:.4f} + sys "
+        f"{r['nginx_cpu_sys_ms_per_req']:.4f}; gw/nginx user {ratios[0]}, sys {ratios[1]}"
+    )
+
+
 def report(
     results: list[dict[str, Any]],
     shadow: dict[str, Any] | None,
@@ -660,6 +689,8 @@ def report(
         if r["loadgen_bound"]:
             line += f"  (wrk was the bottleneck: {', '.join(r['loadgen_bound'])}; no ratio)"
         print(line)
+    for r in results:
+        print(f"{r['upstream']:>9} {r['concurrency']:>4}  {_cpu_split(r, with_nginx)}")
     if shadow is None:
         return
     print(

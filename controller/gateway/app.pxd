@@ -3,7 +3,8 @@
 # attribute stays readable and writable from Python as before.
 
 from controller.gateway.paths cimport TargetCache
-from controller.gateway.upstream cimport Upstream
+from controller.gateway.route cimport Route, RouteArm
+from controller.gateway.upstream cimport Upstream, UpstreamResponse
 
 
 cdef class GatewayApp:
@@ -14,16 +15,18 @@ cdef class GatewayApp:
     cdef public object shadow, in_flight, _stop, _tasks, _reserved
     cpdef bint is_reserved(self, path)
     cpdef answer(self, method, raw_path, query, headers, body, client_host, done)
-    cpdef _answered(self, _Call call, result)
+    cpdef _answered(self, _Call call, UpstreamResponse result)
     cpdef mirror(self, copy)
-    cpdef _choose(self, route, key, forced)
-    cpdef _reply(self, route, arm, result, predicted, counted)
-    cpdef _observe(self, route, arm, result, forced)
-    cpdef _prediction(self, arm, result)
-    cpdef _record(self, arm, result, prediction, body, unit)
+    cpdef _choose(self, Route route, key, forced)
+    cpdef _reply(self, Route route, RouteArm arm, UpstreamResponse result, predicted, counted)
+    cpdef _observe(self, Route route, RouteArm arm, UpstreamResponse result, forced)
+    cpdef _prediction(self, RouteArm arm, UpstreamResponse result)
+    cpdef _record(self, RouteArm arm, UpstreamResponse result, prediction, body, unit)
 
 cdef class _Call:
     cdef public GatewayApp app
-    cdef public object route, arm, unit, mirror, counted, forced, method, path, headers, body
+    cdef public Route route
+    cdef public RouteArm arm
+    cdef public object unit, mirror, counted, forced, method, path, headers, body
     cdef public object done
     cpdef answered(self, result)

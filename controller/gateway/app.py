@@ -49,13 +49,8 @@ from controller.gateway.paths import TargetCache, UnsafePath
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder, default_replica_id
 from controller.gateway.request_id import RequestIdSigner
-from controller.gateway.routing import (
-    Route,
-    RouteArm,
-    RoutingTable,
-    RoutingTableSource,
-    clocks_of,
-)
+from controller.gateway.route import Route, RouteArm
+from controller.gateway.routing import RoutingTable, RoutingTableSource, clocks_of
 from controller.gateway.secret import gateway_secret
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
 from controller.gateway.split import draw, pick_at

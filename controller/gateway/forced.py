@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from controller.gateway.routing import Route, RouteArm
+from controller.gateway.route import Route, RouteArm
 from controller.vocabulary import Arm
 from registry.auth import Authenticator
 from registry.config import Role

@@ -16,13 +16,13 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from controller.gateway.recorder import ArmKey
+from controller.gateway.route import Route, RouteArm
 from controller.gateway.split import slot_start
 from controller.strata import StratumClock, stratum_clock
 from controller.tables import Rollout
@@ -35,70 +35,6 @@ from registry.db.session import Database
 from registry.db.tables import Alias, Model, ModelVersion
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RouteArm:
-    name: str
-    index: int  # 0 champion, 1.. the challengers in order (as encoded in request ids)
-    version_id: int
-    version: int
-    serving_url: str  # without a trailing slash
-    stats_key: ArmKey | None  # where its statistics go (rollout None: the champion alone)
-    version_label: str  # precomputed for the hot path: metrics label …
-    version_header: bytes  # … and X-Shelf-Version
-    weight_bp: int = 0  # a challenger's share; its buckets are [bucket_start, + weight_bp)
-    bucket_start: int = 0
-
-    def to_json(self, with_url: bool = True) -> dict[str, Any]:
-        url = self.serving_url if with_url else None
-        return {"version_id": self.version_id, "version": self.version, "url": url}
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    model: str
-    model_id: int
-    champion: RouteArm
-    challenger: RouteArm | None
-    weight_bp: int
-    mirror: bool
-    rollout_id: int | None
-    strategy: str | None
-    state: str | None
-    stratum: StratumClock | None = None
-    mirror_bp: int = 10_000  # while mirroring: the share of requests copied, in basis points
-    # Every challenger of the rollout in arm order (``challenger`` is the first still served)
-    # and their bucket ranges ``(start, weight_bp)``, aligned with it, for the split.
-    challengers: tuple[RouteArm, ...] = ()
-    ranges: tuple[tuple[int, int], ...] = ()
-
-    def arm_for(self, version: int) -> RouteArm | None:
-        """The arm serving ``version`` in this route, if any."""
-        for arm in (self.champion, *self.challengers):
-            if arm.version == version:
-                return arm
-        return None
-
-    def to_json(self, with_urls: bool = True) -> dict[str, Any]:
-        """The route as ``GET /v1/routes`` shows it; serving URLs (internal addresses) only
-        with ``with_urls``."""
-        challenger = self.challenger
-        return {
-            "model_id": self.model_id,
-            "champion": self.champion.to_json(with_urls),
-            "challenger": challenger.to_json(with_urls) if challenger else None,
-            "challengers": [
-                {"arm": a.name, "weight_bp": a.weight_bp, **a.to_json(with_urls)}
-                for a in self.challengers
-            ],
-            "weight_bp": self.weight_bp,
-            "mirror": self.mirror,
-            "mirror_percent": self.mirror_bp / 100,
-            "rollout_id": self.rollout_id,
-            "strategy": self.strategy,
-            "state": self.state,
-        }
 
 
 RoutingTable = Mapping[str, Route]

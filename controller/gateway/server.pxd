@@ -5,6 +5,9 @@
 from controller.gateway.outbox cimport Outbox
 
 
+cdef class _Request:
+    cdef public object method, target, headers, body, keep_alive, refusal
+
 cdef class GatewayProtocol:
     cdef public Outbox outbox
     cdef public object server, app, limits, max_body, loop, parser, transport, client
@@ -15,8 +18,8 @@ cdef class GatewayProtocol:
     cdef public double _head_deadline, _idle_deadline
     cpdef _next(self)
     cpdef _take(self)
-    cpdef _start(self, request)
+    cpdef _start(self, _Request request)
     cpdef _answered(self, reply, copy)
-    cpdef _finish(self, request, reply)
+    cpdef _finish(self, _Request request, reply)
     cpdef _write(self, reply, method, keep_alive)
     cpdef _refuse(self, reply)

@@ -83,14 +83,27 @@ def plain_reply(status: int, message: str) -> Reply:
     return status, headers, body
 
 
-@dataclass(slots=True)
 class _Request:
-    method: str
-    target: bytes
-    headers: Headers
-    body: bytes
-    keep_alive: bool
-    refusal: Reply | None = None  # answered by the server itself, then the connection closes
+    """A parsed request waiting for its answer. A plain class (an extension type compiled,
+    ``server.pxd``), as ``UpstreamResponse`` is, for the same reason: one per request."""
+
+    __slots__ = ("body", "headers", "keep_alive", "method", "refusal", "target")
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        headers: Headers,
+        body: bytes,
+        keep_alive: bool,
+        refusal: Reply | None = None,  # answered by the server itself, then the connection closes
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.refusal = refusal
 
 
 class _TooManyHeaders(Exception):

@@ -32,7 +32,7 @@ from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
 from controller.gateway.recorder import Recorder
-from controller.gateway.routing import RouteArm
+from controller.gateway.route import RouteArm
 from controller.gateway.shadow_admission import TARGET_BUSY, CopyAdmission
 from controller.gateway.upstream import Upstream, UpstreamResponse, content_type
 

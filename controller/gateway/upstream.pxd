@@ -5,6 +5,9 @@
 from controller.gateway.outbox cimport Outbox
 
 
+cdef class UpstreamResponse:
+    cdef public object outcome, status, headers, body, latency_s, error, received
+
 cdef class _Connection:
     cdef public object _loop, transport, _parser, _future, status, headers, body
     cdef public bint closed, reused, _finished, _head_only, keep_alive, _received

@@ -50,15 +50,37 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 DEADLINE_TICK_S = 0.05  # how late at most a timed-out call learns it (less for short timeouts)
 
 
-@dataclass(slots=True)
 class UpstreamResponse:
-    outcome: str  # "2xx" … "5xx", "timeout" or "connection_error"
-    status: int  # 0 when no response arrived
-    headers: Headers  # names lower-cased; without hop-by-hop, framing, date and server ones
-    body: bytes
-    latency_s: float
-    error: str = ""
-    received: bool = False  # some response bytes arrived before the failure
+    """One upstream call's outcome. A plain class rather than a dataclass: the compiled build
+    makes it an extension type (``upstream.pxd``), so that the app reads its fields as struct
+    members, and builds one per request without the dataclass's generated ``__init__``, which
+    stays interpreted Python even there."""
+
+    __slots__ = ("body", "error", "headers", "latency_s", "outcome", "received", "status")
+
+    def __init__(
+        self,
+        outcome: str,  # "2xx" … "5xx", "timeout" or "connection_error"
+        status: int,  # 0 when no response arrived
+        headers: Headers,  # names lower-cased; without hop-by-hop, framing, date and server ones
+        body: bytes,
+        latency_s: float,
+        error: str = "",
+        received: bool = False,  # some response bytes arrived before the failure
+    ) -> None:
+        self.outcome = outcome
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.latency_s = latency_s
+        self.error = error
+        self.received = received
+
+    def __repr__(self) -> str:
+        return (
+            f"UpstreamResponse({self.outcome!r}, {self.status}, {len(self.body)} bytes, "
+            f"{self.latency_s * 1000:.1f} ms{', ' + self.error if self.error else ''})"
+        )
 
     @property
     def failed(self) -> bool:

@@ -3,7 +3,6 @@ forced request is answered but never counted (statistics, feedback) on a real ga
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from controller.config import ControllerSettings
 from controller.gateway.forced import ForcedArmPolicy, ForcedArmRefused, forced_arm
 from controller.gateway.request_id import RequestIdSigner
-from controller.gateway.routing import Route, RouteArm
+from controller.gateway.route import Route, RouteArm
 from registry.auth import Authenticator
 from registry.config import Role, TokenSpec
 from registry.db.session import Database
@@ -35,7 +34,7 @@ def arm(name: str, index: int, version: int) -> RouteArm:
     return RouteArm(name, index, version + 100, version, "http://x", None, label, label.encode())
 
 
-def route(challenger: bool = True) -> Route:
+def route(challenger: bool = True, challengers: tuple[RouteArm, ...] = ()) -> Route:
     return Route(
         model="fraud",
         model_id=1,
@@ -46,6 +45,7 @@ def route(challenger: bool = True) -> Route:
         rollout_id=9 if challenger else None,
         strategy="canary" if challenger else None,
         state="canary" if challenger else None,
+        challengers=challengers,
     )
 
 
@@ -154,7 +154,7 @@ def test_forced_requests_reach_the_arm_at_weight_zero_and_are_never_counted(
 
 def test_an_abn_route_forces_any_challenger_by_name_or_version() -> None:
     first, second = arm("challenger", 1, 4), arm("challenger-2", 2, 5)
-    several = dataclasses.replace(route(), challengers=(first, second))
+    several = route(challengers=(first, second))
     assert forced_arm(several, "challenger") is several.challenger
     assert forced_arm(several, "challenger-2") is second
     assert forced_arm(several, "5") is second

@@ -17,7 +17,7 @@ from controller.gateway.asgi import Headers
 from controller.gateway.loop_lag import LoopLag
 from controller.gateway.metrics import GatewayMetrics
 from controller.gateway.prediction import PredictionParser
-from controller.gateway.routing import Route, RouteArm
+from controller.gateway.route import Route, RouteArm
 from controller.gateway.shadow import ShadowCopy, ShadowMirror
 from controller.gateway.upstream import UpstreamResponse
 from registry.db.session import Database

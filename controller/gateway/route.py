@@ -9,7 +9,7 @@ routes keeps the table it has.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from controller.gateway.recorder import ArmKey
@@ -17,36 +17,39 @@ if TYPE_CHECKING:
 
 
 class _ComparedByFields:
-    """Equality and hash over ``_fields()``, as a frozen dataclass's."""
+    """Equality and hash over the fields named in ``FIELDS``, as a frozen dataclass's (only a
+    routing load compares routes, never the request path)."""
 
     __slots__ = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
-    def _fields(self) -> tuple[Any, ...]:
-        raise NotImplementedError
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.FIELDS)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
         assert isinstance(other, _ComparedByFields)
-        return self._fields() == other._fields()
+        return self._values() == other._values()
 
     def __hash__(self) -> int:
-        return hash(self._fields())
+        return hash(self._values())
 
 
 class RouteArm(_ComparedByFields):
-    __slots__ = (
-        "bucket_start",
-        "index",
+    FIELDS = (
         "name",
+        "index",
+        "version_id",
+        "version",
         "serving_url",
         "stats_key",
-        "version",
-        "version_header",
-        "version_id",
         "version_label",
+        "version_header",
         "weight_bp",
+        "bucket_start",
     )
+    __slots__ = FIELDS
 
     def __init__(
         self,
@@ -72,20 +75,6 @@ class RouteArm(_ComparedByFields):
         self.weight_bp = weight_bp
         self.bucket_start = bucket_start
 
-    def _fields(self) -> tuple[Any, ...]:
-        return (
-            self.name,
-            self.index,
-            self.version_id,
-            self.version,
-            self.serving_url,
-            self.stats_key,
-            self.version_label,
-            self.version_header,
-            self.weight_bp,
-            self.bucket_start,
-        )
-
     def __repr__(self) -> str:
         return f"RouteArm({self.name!r}, version {self.version}, {self.serving_url!r})"
 
@@ -95,21 +84,22 @@ class RouteArm(_ComparedByFields):
 
 
 class Route(_ComparedByFields):
-    __slots__ = (
-        "challenger",
-        "challengers",
-        "champion",
-        "mirror",
-        "mirror_bp",
+    FIELDS = (
         "model",
         "model_id",
-        "ranges",
-        "rollout_id",
-        "state",
-        "strategy",
-        "stratum",
+        "champion",
+        "challenger",
         "weight_bp",
+        "mirror",
+        "rollout_id",
+        "strategy",
+        "state",
+        "stratum",
+        "mirror_bp",
+        "challengers",
+        "ranges",
     )
+    __slots__ = FIELDS
 
     def __init__(
         self,
@@ -142,23 +132,6 @@ class Route(_ComparedByFields):
         self.mirror_bp = mirror_bp
         self.challengers = challengers
         self.ranges = ranges
-
-    def _fields(self) -> tuple[Any, ...]:
-        return (
-            self.model,
-            self.model_id,
-            self.champion,
-            self.challenger,
-            self.weight_bp,
-            self.mirror,
-            self.rollout_id,
-            self.strategy,
-            self.state,
-            self.stratum,
-            self.mirror_bp,
-            self.challengers,
-            self.ranges,
-        )
 
     def __repr__(self) -> str:
         return (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,12 @@ def _write(path: Path, data: bytes, piece: int, expected: int | None) -> DirectW
     finally:
         os.close(fd)
     return writer
+
+
+def _o_direct_on(fd: int) -> bool:
+    return bool(direct_io.O_DIRECT) and bool(
+        direct_io.fcntl.fcntl(fd, direct_io.fcntl.F_GETFL) & direct_io.O_DIRECT
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -79,9 +87,7 @@ def test_a_block_the_device_refuses_is_written_through_the_page_cache(
     real_write = os.write
 
     def refuse_direct(fd: int, data: bytes) -> int:
-        if direct_io.O_DIRECT and direct_io.fcntl.fcntl(fd, direct_io.fcntl.F_GETFL) & (
-            direct_io.O_DIRECT
-        ):
+        if _o_direct_on(fd):
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_write(fd, data)
 
@@ -101,12 +107,88 @@ def test_other_write_errors_are_raised(tmp_path: Path, monkeypatch: pytest.Monke
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
     try:
         writer = DirectWriter(fd)
+        writer.write(os.urandom(BLOCK))  # written behind this thread: raised by the next write
         with pytest.raises(OSError, match="No space"):
-            writer.write(os.urandom(BLOCK))
+            writer.finish()
         writer.release()
         writer.release()
     finally:
         os.close(fd)
+
+
+def test_a_block_that_fails_behind_the_caller_stops_the_next_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full block is written on a worker thread; its error is raised by the next block's
+    write, before anything more reaches the file."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def first_fails(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_io, "_set_direct", lambda fd, on: True)
+    monkeypatch.setattr(direct_io.os, "write", first_fails)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        writer = DirectWriter(fd)
+        writer.write(os.urandom(BLOCK))
+        with pytest.raises(OSError, match="Input/output"):
+            writer.write(os.urandom(BLOCK))
+        writer.release()
+    finally:
+        os.close(fd)
+    assert calls == [BLOCK]  # the second block was never written
+    assert (tmp_path / "out").stat().st_size == 0
+
+
+def test_release_waits_for_the_block_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An aborted upload closes and removes its file right after ``release``: no write may
+    still be running then (it would land in whatever file next gets the descriptor)."""
+    real_write = os.write
+    started = threading.Event()
+
+    def slow_write(fd: int, data: bytes) -> int:
+        started.set()
+        time.sleep(0.3)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_io.os, "write", slow_write)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        writer = DirectWriter(fd)
+        writer.write(os.urandom(BLOCK))
+        assert started.wait(5)
+        writer.release()
+        assert os.fstat(fd).st_size == BLOCK  # written before release returned
+    finally:
+        os.close(fd)
+
+
+def test_a_short_direct_write_continues_through_the_page_cache_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device that takes only part of a block: the rest of it, and every later byte, follow
+    through the page cache, in order, although the block was written behind the caller."""
+    real_write = os.write
+    shortened: list[bool] = []
+
+    def half_of_the_first(fd: int, data: bytes) -> int:
+        if not shortened and _o_direct_on(fd):
+            shortened.append(True)
+            return real_write(fd, memoryview(data)[: len(data) // 2])
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct_io.os, "write", half_of_the_first)
+    data = os.urandom(3 * BLOCK + 12345)
+    writer = _write(tmp_path / "out", data, 3 * 1024 * 1024 + 7, None)
+    assert not writer.direct
+    assert (tmp_path / "out").read_bytes() == data
 
 
 def test_buffers_are_reused(tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ def test_other_write_errors_are_raised(tmp_path: Path, monkeypatch: pytest.Monke
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
     try:
         writer = DirectWriter(fd)
-        writer.write(os.urandom(BLOCK))  # written behind this thread: raised by the next write
+        writer.write(os.urandom(BLOCK))  # written behind this thread: raised by finish
         with pytest.raises(OSError, match="No space"):
             writer.finish()
         writer.release()

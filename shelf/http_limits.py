@@ -160,7 +160,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 def protocol_with(limits: HeaderLimits, *mixins: type) -> type[LimitedHttpToolsProtocol]:
     """A protocol class for ``uvicorn.Config(http=...)``, which instantiates it per connection;
     ``mixins`` are other subclasses of uvicorn's httptools protocol, cooperating through
-    ``super()``, that it should be as well."""
+    ``super()``, that it should be as well. They come first, so they see every parser
+    callback (``on_body`` here does not always call on)."""
     return type(
-        "HttpToolsProtocolWithLimits", (LimitedHttpToolsProtocol, *mixins), {"limits": limits}
+        "HttpToolsProtocolWithLimits", (*mixins, LimitedHttpToolsProtocol), {"limits": limits}
     )

@@ -19,6 +19,7 @@ from registry.services.gc import remove_abandoned_uploads
 from registry.storage.factory import open_store
 from shelf import migrate
 from shelf.app import create_app, create_health_app
+from shelf.body_into import ReceiveIntoProtocol
 from shelf.http_limits import HeaderLimits
 from shelf.runner import Listener, run
 
@@ -117,6 +118,7 @@ def run_roles(
                 settings.host,
                 settings.port,
                 **_limits(settings, settings.max_connections),
+                protocol_mixins=(ReceiveIntoProtocol,),  # uploads read into the store's batches
             )
         )
     if gateway:

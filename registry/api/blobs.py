@@ -10,19 +10,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
+from registry.api.body import RequestBody
 from registry.api.deps import AppContext, caller, context, requires
 from registry.api.schemas import DIGEST_PATTERN, BlobOut, DigestList, MissingBlobs
 from registry.auth import Principal
 from registry.config import Role
 from registry.errors import InvalidInput
 from registry.services.blobs import known_sizes, record_blob
-from registry.storage.base import DIGEST_LENGTH, DIGEST_RE, BlobWriter
+from registry.storage.base import DIGEST_LENGTH, DIGEST_RE, BlobWriter, Buffer
+from registry.storage.buffers import PartBuffers
 
 router = APIRouter(prefix="/v1/blobs", tags=["blobs"])
 
 # Bytes gathered before handing them to a worker thread: large enough that the thread hop is
 # cheap next to hashing and writing, small enough to keep the server's memory flat.
 WRITE_BATCH = 4 * 1024 * 1024
+# What a body is read into where the server offers it: two per upload, kept for the next.
+_RECEIVE_BUFFERS = PartBuffers(WRITE_BATCH, keep=4)
 
 
 def _check_digest(digest: str) -> str:
@@ -67,7 +71,8 @@ async def upload_blob(
 
     writer = await asyncio.to_thread(ctx.store.open_writer, digest, size)
     try:
-        await _write_all(writer, request.stream())
+        with RequestBody(request, _RECEIVE_BUFFERS) as content:
+            await _write_all(writer, content.pieces())
         stored_size = await asyncio.to_thread(writer.commit)
     except BaseException:
         await asyncio.shield(asyncio.to_thread(writer.abort))
@@ -90,10 +95,11 @@ async def upload_blob_digest_last(
     if not promised.isdigit():
         raise InvalidInput("X-Shelf-Size (the content's size in bytes) is required")
     size = int(promised)
-    trailer = bytearray()
     writer = await asyncio.to_thread(ctx.store.open_writer, None, size)
     try:
-        await _write_all(writer, _split_trailer(request.stream(), size, trailer))
+        with RequestBody(request, _RECEIVE_BUFFERS) as content:
+            await _write_all(writer, content.pieces(limit=size))
+            trailer = await content.rest(DIGEST_LENGTH + 1)
         if len(trailer) != DIGEST_LENGTH:
             raise InvalidInput(
                 f"body must be X-Shelf-Size ({size}) bytes followed by a 64-digit sha256"
@@ -108,27 +114,13 @@ async def upload_blob_digest_last(
     return JSONResponse(body.model_dump(), status_code=201)
 
 
-async def _split_trailer(
-    chunks: AsyncIterator[bytes], size: int, trailer: bytearray
-) -> AsyncIterator[bytes]:
-    """The first ``size`` bytes of ``chunks``; what follows goes into ``trailer``."""
-    remaining = size
-    async for chunk in chunks:
-        if remaining:
-            head = chunk[:remaining]
-            remaining -= len(head)
-            yield head
-            chunk = chunk[len(head) :]
-        trailer += chunk
-        if len(trailer) > DIGEST_LENGTH:
-            raise InvalidInput("body is longer than X-Shelf-Size plus a 64-digit sha256")
-
-
-async def _write_all(writer: BlobWriter, chunks: AsyncIterator[bytes]) -> None:
+async def _write_all(writer: BlobWriter, chunks: AsyncIterator[Buffer]) -> None:
     """Feeds ``writer`` on a worker thread in batches while the next batch arrives. A batch is
-    the list of chunks as received, never joined: the store copies each byte at most once."""
+    the list of chunks as received, never joined: the store copies each byte at most once.
+    A chunk of ``WRITE_BATCH`` bytes is handed on before the next is asked for, and handed
+    back (written) before the one after: ``RequestBody`` reuses its buffers on that basis."""
     pending: asyncio.Future[None] | None = None
-    batch: list[bytes] = []
+    batch: list[Buffer] = []
     batched = 0
     try:
         async for chunk in chunks:

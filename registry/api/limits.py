@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.api.body import ReadInto, ReceiveInto, receive_into, with_receive_into
 from registry.api.errors import error_body
 from registry.api.idle_watchdog import IdleWatchdog
 from registry.config import Settings
@@ -75,6 +76,9 @@ class RequestLimits:
         watchdog = IdleWatchdog(self.limits.idle_timeout_s)
         try:
             if upload:
+                into = receive_into(scope)
+                if into is not None:  # the declared length, checked above, bounds the body
+                    scope = with_receive_into(scope, _watched(watchdog, into))
                 await self.app(scope, _counted(watchdog, receive, cap), send)
                 return
             try:
@@ -121,6 +125,13 @@ def _counted(watchdog: IdleWatchdog, receive: Receive, cap: int) -> Receive:
         return message
 
     return counted
+
+
+def _watched(watchdog: IdleWatchdog, into: ReceiveInto) -> ReadInto:
+    async def watched(buffer: bytearray | memoryview) -> int:
+        return await watchdog.wait(into(buffer), arrived=lambda: into.arrived)
+
+    return watched
 
 
 def _too_large(cap: int, upload: bool) -> PayloadTooLarge:

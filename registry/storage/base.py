@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 DIGEST_LENGTH = 64  # hex digits of a sha256, as digest-last uploads end
 CHUNK_SIZE = 1024 * 1024
+# What blob content arrives as: bytes, or a view of a buffer an upload reuses.
+Buffer = bytes | bytearray | memoryview
 
 
 # sha256 and file or socket writes both release the GIL: hashing a chunk on this pool while the
@@ -39,7 +41,7 @@ def hash_while(hasher: Hash, chunk: Chunk, write: Callable[[Chunk], object]) -> 
 
 
 def hash_all_while(
-    hasher: Hash, chunks: Sequence[bytes], write_all: Callable[[Sequence[bytes]], object]
+    hasher: Hash, chunks: Sequence[Buffer], write_all: Callable[[Sequence[Buffer]], object]
 ) -> None:
     """Every chunk into ``hasher`` in order, on a worker thread, while ``write_all(chunks)``
     runs on this one: the chunks are never joined, so no byte is copied for either."""
@@ -54,7 +56,7 @@ def hash_all_while(
         hashing.result()
 
 
-def _update_all(hasher: Hash, chunks: Sequence[bytes]) -> None:
+def _update_all(hasher: Hash, chunks: Sequence[Buffer]) -> None:
     for chunk in chunks:
         hasher.update(chunk)
 
@@ -87,9 +89,9 @@ class StoredItem:
 class BlobWriter(Protocol):
     """An upload in progress. Nothing is visible in the store until ``commit`` succeeds."""
 
-    def write(self, chunk: bytes) -> None: ...
+    def write(self, chunk: Buffer) -> None: ...
 
-    def write_many(self, chunks: Sequence[bytes]) -> None:
+    def write_many(self, chunks: Sequence[Buffer]) -> None:
         """``write`` each chunk in turn, without joining them first (one copy fewer)."""
         ...
 

@@ -28,6 +28,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from registry.storage.base import Buffer
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -74,7 +76,7 @@ def give_buffer(buffer: mmap.mmap) -> None:
     _BUFFERS.give(buffer)
 
 
-def _write_plainly(fd: int, data: bytes | memoryview) -> None:
+def _write_plainly(fd: int, data: Buffer) -> None:
     """``os.write`` until every byte is written (through the page cache once O_DIRECT is off)."""
     view = memoryview(data).cast("B")
     while view:
@@ -128,7 +130,7 @@ class DirectWriter:
         """Whether whole blocks are still written with ``O_DIRECT``."""
         return self._direct
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: Buffer) -> None:
         if not self._direct:
             _write_plainly(self._fd, data)
             return
@@ -147,7 +149,7 @@ class DirectWriter:
                     _write_plainly(self._fd, piece)
                     return
 
-    def write_many(self, chunks: Sequence[bytes]) -> None:
+    def write_many(self, chunks: Sequence[Buffer]) -> None:
         for chunk in chunks:
             self.write(chunk)
 

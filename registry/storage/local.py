@@ -26,6 +26,7 @@ from registry.errors import IntegrityError, NotFound
 from registry.storage.base import (
     CHUNK_SIZE,
     DIGEST_RE,
+    Buffer,
     StoredItem,
     blob_key,
     hash_all_while,
@@ -48,10 +49,10 @@ class LocalBlobWriter:
         self._hash = hashlib.sha256()
         self._written = 0
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: Buffer) -> None:
         self.write_many((chunk,))
 
-    def write_many(self, chunks: Sequence[bytes]) -> None:
+    def write_many(self, chunks: Sequence[Buffer]) -> None:
         hash_all_while(self._hash, chunks, self._out.write_many)
         self._written += sum(map(len, chunks))
 

@@ -25,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.errors import InvalidInput, NotFound, StoreUnavailable
-from registry.storage.base import CHUNK_SIZE, DIGEST_RE, StoredItem, blob_key, promised
+from registry.storage.base import CHUNK_SIZE, DIGEST_RE, Buffer, StoredItem, blob_key, promised
 from registry.storage.buffers import PartBuffers
 from registry.storage.local import read_verified, verify
 
@@ -71,14 +71,14 @@ class S3BlobWriter:
         self._in_flight: deque[Future[dict[str, Any]]] = deque()
         self._parts: list[dict[str, Any]] = []
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: Buffer) -> None:
         self.write_many((chunk,))
 
-    def write_many(self, chunks: Sequence[bytes]) -> None:
+    def write_many(self, chunks: Sequence[Buffer]) -> None:
         for chunk in chunks:
             self._append(chunk)
 
-    def _append(self, chunk: bytes) -> None:
+    def _append(self, chunk: Buffer) -> None:
         self._hash.update(chunk)
         self._written += len(chunk)
         view, start = memoryview(chunk), 0
@@ -87,7 +87,9 @@ class S3BlobWriter:
                 self._part = self._store.buffers.take()
             room = len(self._part) - self._filled
             piece = view[start : start + room]
-            self._part[self._filled : self._filled + len(piece)] = piece
+            # Through a memoryview: a bytearray's slice assignment from anything but a
+            # bytearray first copies the source into a new one (fresh pages, for 4 MiB).
+            memoryview(self._part)[self._filled : self._filled + len(piece)] = piece
             self._filled += len(piece)
             start += len(piece)
             if self._filled == len(self._part):

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from controller.config import ControllerSettings
+from registry.api.body import RECEIVE_INTO
 from registry.config import Role, TokenSpec
 from registry.db.tables import ModelVersion
 from shelf.app import create_app
@@ -88,6 +89,38 @@ class Wire:
         return result
 
 
+class IntoWire(Wire):
+    """The same body offered through ``RECEIVE_INTO`` as well, as the API's server offers it:
+    one buffer is filled from several pieces, each coming ``delay`` after the one before."""
+
+    def __init__(
+        self, chunks: Iterator[bytes], stall_after: int | None = None, delay: float = 0.0
+    ) -> None:
+        super().__init__(chunks, stall_after)
+        self.delay = delay
+        self.arrived = 0.0
+        self.left = b""
+
+    async def __call__(self, buffer: bytearray | memoryview) -> int:
+        view, filled = memoryview(buffer).cast("B"), 0
+        while filled < len(view):
+            if not self.left:
+                self.calls += 1
+                if self.stall_after is not None and self.calls > self.stall_after:
+                    await asyncio.sleep(3600)
+                await asyncio.sleep(self.delay)
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    return filled
+                self.pulled += len(chunk)
+                self.left = chunk
+                self.arrived = asyncio.get_running_loop().time()
+            taken = min(len(self.left), len(view) - filled)
+            view[filled : filled + taken] = self.left[:taken]
+            self.left, filled = self.left[taken:], filled + taken
+        return filled
+
+
 def _call(app: Any, method: str, path: str, wire: Wire, headers: dict[str, str]) -> Wire:
     scope = {
         "type": "http",
@@ -102,6 +135,7 @@ def _call(app: Any, method: str, path: str, wire: Wire, headers: dict[str, str])
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 5000),
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "extensions": {RECEIVE_INTO: wire} if isinstance(wire, IntoWire) else {},
     }
     asyncio.run(asyncio.wait_for(app(scope, wire.receive, wire.send), 30))
     return wire
@@ -166,10 +200,13 @@ def test_a_stalled_body_is_dropped_after_the_idle_timeout(settings: ControllerSe
     assert wire.body["error"] == "request_timeout"
 
 
-def test_a_stalled_upload_is_dropped_and_leaves_nothing(settings: ControllerSettings) -> None:
+@pytest.mark.parametrize("wire_type", [Wire, IntoWire])
+def test_a_stalled_upload_is_dropped_and_leaves_nothing(
+    settings: ControllerSettings, wire_type: type[Wire]
+) -> None:
     app = create_app(settings)
     data = b"s" * (2 * MB)
-    wire = Wire(iter([data[:MB]]), stall_after=1)
+    wire = wire_type(iter([data[:MB]]), stall_after=1)
     headers = {"authorization": f"Bearer {TOKEN}", "content-length": str(len(data))}
     _call(app, "PUT", f"/v1/blobs/{sha(data)}", wire, headers)
     assert wire.status == 408 and wire.body["error"] == "request_timeout"
@@ -179,18 +216,24 @@ def test_a_stalled_upload_is_dropped_and_leaves_nothing(settings: ControllerSett
         assert list((store.root / "tmp").iterdir()) == []
 
 
-def test_a_slow_but_steady_upload_is_not_cut(settings: ControllerSettings) -> None:
-    """Each piece comes within the idle timeout, the whole takes several timeouts."""
+class SlowWire(Wire):
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.sleep(0.15)
+        return await super().receive()
+
+
+def _slow_into(chunks: Iterator[bytes]) -> Wire:
+    return IntoWire(chunks, delay=0.15)
+
+
+@pytest.mark.parametrize("slow_wire", [SlowWire, _slow_into])
+def test_a_slow_but_steady_upload_is_not_cut(settings: ControllerSettings, slow_wire: Any) -> None:
+    """Each piece comes within the idle timeout, the whole takes several timeouts (and read
+    into one buffer, so does a single wait)."""
     app = create_app(settings)
     data = b"t" * (2 * MB)
     pieces = [data[i : i + 256 * 1024] for i in range(0, len(data), 256 * 1024)]
-
-    class SlowWire(Wire):
-        async def receive(self) -> dict[str, Any]:
-            await asyncio.sleep(0.15)
-            return await super().receive()
-
-    wire = SlowWire(iter(pieces))
+    wire = slow_wire(iter(pieces))
     headers = {"authorization": f"Bearer {TOKEN}", "content-length": str(len(data))}
     _call(app, "PUT", f"/v1/blobs/{sha(data)}", wire, headers)
     assert wire.status == 201, wire.body

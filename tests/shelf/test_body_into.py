@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.requests import ClientDisconnect
 
 from registry.api.body import RECEIVE_INTO
 from shelf.body_into import ReceiveIntoProtocol
 from shelf.http_limits import HeaderLimits, protocol_with
+from tests.shelf.uvicorn_thread import serving
 
 MB = 1024 * 1024
 
@@ -76,26 +76,12 @@ class IntoApp:
 @pytest.fixture(params=["uvloop", "asyncio"])
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[int, IntoApp]]:
     app = IntoApp()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        loop=request.param,
-        http=protocol_with(HeaderLimits(), ReceiveIntoProtocol),
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield port, app
-    server.should_exit = True
-    thread.join(10)
+    http = protocol_with(HeaderLimits(), ReceiveIntoProtocol)
+    with serving(app, http, loop=request.param) as port:
+        yield port, app
 
 
-def _request(body: bytes, **headers: str | int) -> bytes:
+def _request(body: bytes, **headers: float | str) -> bytes:
     head = b"PUT /x HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n" % len(body)
     for name, value in headers.items():
         head += f"{name.replace('_', '-')}: {value}\r\n".encode()
@@ -104,7 +90,7 @@ def _request(body: bytes, **headers: str | int) -> bytes:
 
 def _answers(sock: socket.socket, count: int) -> list[bytes]:
     """``count`` responses read off ``sock``: their bodies."""
-    data, bodies = b"", []
+    data, bodies = b"", list[bytes]()
     while len(bodies) < count:
         while b"\r\n\r\n" not in data:
             data += _recv(sock)

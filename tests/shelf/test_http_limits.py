@@ -7,15 +7,13 @@ import asyncio
 import hashlib
 import os
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from shelf.http_limits import HeaderLimits, protocol_with
+from tests.shelf.uvicorn_thread import serving
 
 MB = 1024 * 1024
 
@@ -49,18 +47,8 @@ class BodyApp:
 @pytest.fixture
 def served() -> Iterator[tuple[int, BodyApp]]:
     app = BodyApp()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, http=protocol_with(HeaderLimits()), log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield port, app
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, protocol_with(HeaderLimits())) as port:
+        yield port, app
 
 
 def _put(port: int, data: bytes, pause: float, piece: int) -> bytes:

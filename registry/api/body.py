@@ -35,7 +35,14 @@ class ReceiveInto(Protocol):
 
 
 def receive_into(scope: Scope) -> ReceiveInto | None:
+    """The server's ``RECEIVE_INTO``, as the server gave it (before the app wraps it)."""
     extension: ReceiveInto | None = scope.get("extensions", {}).get(RECEIVE_INTO)
+    return extension
+
+
+def read_into(scope: Scope) -> ReadInto | None:
+    """``RECEIVE_INTO`` as the route gets it: the server's, or a wrapper of it."""
+    extension: ReadInto | None = scope.get("extensions", {}).get(RECEIVE_INTO)
     return extension
 
 
@@ -50,7 +57,7 @@ class RequestBody:
     from one upload to the next, a fresh 4 MiB buffer costs a page fault per page)."""
 
     def __init__(self, request: Request, buffers: PartBuffers) -> None:
-        self._read_into: ReadInto | None = request.scope.get("extensions", {}).get(RECEIVE_INTO)
+        self._read_into = read_into(request.scope)
         self._stream = request.stream()
         self._pool = buffers
         self._buffers: tuple[bytearray, bytearray] | None = None

@@ -128,8 +128,11 @@ def _counted(watchdog: IdleWatchdog, receive: Receive, cap: int) -> Receive:
 
 
 def _watched(watchdog: IdleWatchdog, into: ReceiveInto) -> ReadInto:
+    def arrived() -> float:
+        return into.arrived
+
     async def watched(buffer: bytearray | memoryview) -> int:
-        return await watchdog.wait(into(buffer), arrived=lambda: into.arrived)
+        return await watchdog.wait(into(buffer), arrived=arrived)
 
     return watched
 
